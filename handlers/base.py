@@ -1,0 +1,48 @@
+"""The handler contract.
+
+A handler type is a class with
+
+* `Options`: a pydantic model of its type-specific settings (validated at start-up;
+  unknown keys are rejected), and
+* `__init__(self, options, context)`, and
+* `async deliver(self, event) -> None`: deliver one event envelope (a JSON-ready dict).
+  Return to mark it delivered; raise `HandlerError` (optionally with `retry_after`) to have
+  the dispatcher retry it later, `PermanentHandlerError` to dead-letter it at once.
+* `async aclose(self) -> None`: release resources (files, connections).
+
+The dispatcher calls `deliver` for one handler's events in detection order; a handler
+never sees two of its own deliveries at once unless its `concurrency` setting allows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class HandlerOptions(BaseModel):
+    """Base for each handler's `Options`: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may know about its surroundings."""
+
+    name: str
+    state_dir: Path
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """Delivers events to one target. See the module docstring for the contract."""
+
+    Options: ClassVar[type[HandlerOptions]]
+
+    async def deliver(self, event: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,379 @@
+"""Configuration: a TOML file validated by pydantic-settings, with environment overrides.
+
+The file comes from `--config PATH` or `$BCX_POLLER_CONFIG`. Any setting can be overridden
+from the environment with the prefix `BCX_POLLER_` and `__` between levels, e.g.
+`BCX_POLLER_POLLER__INTERVAL=10`. Every problem becomes a `ConfigError` naming the field
+and the reason; the CLI turns it into exit code 2.
+
+Secrets (`password`, `token`, handler secrets) are `SecretStr`: their repr is `'**********'`
+and they are only unwrapped at the point of use.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from poller.errors import ConfigError
+
+WATCHABLE = (
+    "projects",
+    "people",
+    "todolists",
+    "todos",
+    "messages",
+    "comments",
+    "documents",
+    "uploads",
+    "calendar_events",
+)
+WatchKind = Literal[
+    "projects",
+    "people",
+    "todolists",
+    "todos",
+    "messages",
+    "comments",
+    "documents",
+    "uploads",
+    "calendar_events",
+]
+CONFIG_ENV = "BCX_POLLER_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PollerSettings(_Strict):
+    """`[poller]`: what to watch and how often."""
+
+    state_path: Path = Path("/var/lib/bcx-poller/state.db")
+    interval: float = Field(30, gt=0, description="seconds between cycles")
+    reconcile_interval: float = Field(
+        3600, ge=0, description="seconds between full conditional re-lists; 0 = every cycle"
+    )
+    first_sync: Literal["baseline", "emit"] = "baseline"
+    watch: tuple[WatchKind, ...] = WATCHABLE
+    feed_overlap: float = Field(
+        900, ge=0, description="seconds the activity window reaches back (edit window)"
+    )
+    cycle_timeout: float = Field(300, gt=0, description="overall deadline of one cycle")
+    jitter: float = Field(0.1, ge=0, le=1, description="fraction of interval added at random")
+    max_pages: int = Field(200, ge=1, description="page cap per listing (50 records a page)")
+
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _known_watch(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            for item in value:
+                if item not in WATCHABLE:
+                    raise ValueError(
+                        f"unknown watch entry {item!r}; known: {', '.join(WATCHABLE)}"
+                    )
+        return value
+
+
+def _read_secret_file(path: str, what: str) -> SecretStr:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"unreadable {what} {path!r}: {exc.strerror or exc}") from None
+    text = text.strip()
+    if not text:
+        raise ValueError(f"{what} {path!r} is empty")
+    return SecretStr(text)
+
+
+def _read_secret_env(name: str, what: str) -> SecretStr:
+    value = os.environ.get(name)
+    if not value:
+        raise ValueError(f"{what} names environment variable {name!r}, which is not set")
+    return SecretStr(value)
+
+
+def resolve_secret(
+    data: dict[str, Any], key: str
+) -> SecretStr | None:
+    """Collapse `key` / `key_env` / `key_file` in `data` into one SecretStr (or None).
+
+    Relative `_file` paths are taken under `$CREDENTIALS_DIRECTORY` when systemd set it.
+    """
+    given = [k for k in (key, f"{key}_env", f"{key}_file") if data.get(k) not in (None, "")]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {', '.join(given)}")
+    if not given:
+        return None
+    which = given[0]
+    raw = data[which]
+    if which == key:
+        return raw if isinstance(raw, SecretStr) else SecretStr(str(raw))
+    if which.endswith("_env"):
+        return _read_secret_env(str(raw), which)
+    path = str(raw)
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not os.path.isabs(path):
+        path = os.path.join(creds, path)
+    return _read_secret_file(path, which)
+
+
+class OAuthSettings(_Strict):
+    """`[accounts.oauth]`: OAuth 2 through 37signals Launchpad (refresh flow)."""
+
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr | None = None
+    redirect_uri: str = "http://localhost:8765/callback"
+    token_url: str = "https://launchpad.37signals.com/authorization/token"
+    authorization_url: str = "https://launchpad.37signals.com/authorization.json"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("client_secret", "refresh_token"):
+            secret = resolve_secret(data, key)
+            for k in (key, f"{key}_env", f"{key}_file"):
+                data.pop(k, None)
+            if secret is not None:
+                data[key] = secret
+        return data
+
+
+class AccountSettings(_Strict):
+    """One `[[accounts]]` entry: a Basecamp 2 account and the credentials to read it."""
+
+    id: int = Field(gt=0)
+    name: str | None = None
+    base_url: str | None = None
+    user_agent: str = Field(min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    oauth: OAuthSettings | None = None
+    rate_limit: int = Field(
+        450, ge=1, le=500, description="requests per 10 s this process allows itself"
+    )
+    timeout: float = Field(30, gt=0, description="per-request connect/read timeout, seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("password", "token"):
+            secret = resolve_secret(data, key)
+            for k in (f"{key}_env", f"{key}_file"):
+                data.pop(k, None)
+            data[key] = secret
+        return data
+
+    @model_validator(mode="after")
+    def _auth(self) -> AccountSettings:
+        methods = [
+            n
+            for n, v in (("password", self.password), ("token", self.token), ("oauth", self.oauth))
+            if v is not None
+        ]
+        if len(methods) > 1:
+            raise ValueError(f"give only one of password, token and oauth (got {', '.join(methods)})")
+        if not methods:
+            raise ValueError("no credentials: set password (with username), token, or [oauth]")
+        if self.password is not None and not self.username:
+            raise ValueError("password needs username")
+        return self
+
+    @field_validator("user_agent")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        if "@" not in value and "http" not in value:
+            raise ValueError(
+                "must name the app and give a contact e-mail or URL, "
+                "e.g. 'Acme Notifier (ops@acme.example)'"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def api_root(self) -> str:
+        return self.base_url or f"https://basecamp.com/{self.id}/api/v1"
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.id)
+
+
+class HandlerSettings(BaseModel):
+    """One `[[handlers]]` entry. Type-specific options are checked by the handler's own model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str = Field(min_length=1)
+    kinds: tuple[str, ...] = ()
+    projects: tuple[int, ...] = ()
+    accounts: tuple[int, ...] = ()
+    exclude_private: bool = False
+    max_attempts: int = Field(20, ge=1)
+    max_age: float = Field(86400, gt=0, description="seconds before a failing delivery is dead")
+    retry_initial: float = Field(5, gt=0)
+    retry_max: float = Field(900, gt=0)
+    concurrency: int = Field(1, ge=1, le=64, description="deliveries in flight; 1 keeps order")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The type-specific settings (everything not common to all handlers)."""
+        return dict(self.model_extra or {})
+
+
+class MetricsSettings(_Strict):
+    listen: str | None = Field(None, description="host:port for /metrics and /healthz")
+
+
+class LoggingSettings(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """The whole configuration file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BCX_POLLER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    poller: PollerSettings = PollerSettings()
+    accounts: tuple[AccountSettings, ...] = ()
+    handlers: tuple[HandlerSettings, ...] = ()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        ids = [a.id for a in self.accounts]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"accounts: duplicate id {sorted(dup)[0]}")
+        names = [h.name for h in self.handlers]
+        dupn = {n for n in names if names.count(n) > 1}
+        if dupn:
+            raise ValueError(f"handlers: duplicate name {sorted(dupn)[0]!r}")
+        return self
+
+    def account(self, account_id: int) -> AccountSettings:
+        for acc in self.accounts:
+            if acc.id == account_id:
+                return acc
+        raise KeyError(account_id)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part.endswith("]"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    field = _loc(tuple(err["loc"]))
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "missing":
+        msg = "required setting is missing"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    return ConfigError(field or "config", msg)
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """The config file to read: `--config`, else `$BCX_POLLER_CONFIG`."""
+    raw = explicit or os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigError("--config", f"no configuration file given (use --config or ${CONFIG_ENV})")
+    return Path(raw)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"malformed TOML: {exc}") from None
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    """Validate a parsed config mapping (plus environment overrides) into `Settings`."""
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    from handlers.registry import validate_handler_settings
+
+    for index, handler in enumerate(settings.handlers):
+        validate_handler_settings(handler, field=f"handlers[{index}]")
+    return settings
+
+
+def insecure_permissions(path: Path) -> bool:
+    """True when a config file is writable by group or others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the configuration file. Raises `ConfigError`."""
+    return parse_settings(read_toml(config_path(path)))

@@ -36,7 +36,9 @@ def handler_class(type_name: str, *, field: str = "type") -> Any:
     except Exception as exc:  # a broken third-party plugin must not crash start-up obscurely
         raise ConfigError(field, f"handler type {type_name!r} failed to load: {exc}") from exc
     if not hasattr(cls, "Options") or not hasattr(cls, "deliver"):
-        raise ConfigError(field, f"handler type {type_name!r} does not implement the Handler contract")
+        raise ConfigError(
+            field, f"handler type {type_name!r} does not implement the Handler contract"
+        )
     return cls
 
 

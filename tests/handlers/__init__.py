@@ -1,0 +1,1 @@
+"""Tests of the delivery handlers, each against a real peer on loopback."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from handlers.base import HandlerContext
 from poller.events import sample_event
+from tests.handlers._receiver import Receiver, receiver
 
 
 @pytest.fixture
@@ -21,3 +23,9 @@ def context(tmp_path: Path) -> HandlerContext:
 @pytest.fixture
 def event() -> dict[str, Any]:
     return sample_event()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[Receiver]:
+    with receiver() as recv:
+        yield recv

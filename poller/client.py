@@ -492,6 +492,9 @@ class BasecampClient:
         if not path_part.endswith(".json"):
             raise ValueError(f"Basecamp API paths end in .json: {_safe_url(raw)!r}")
         url = httpx.URL(raw)
+        if url.userinfo:
+            # Credentials travel only through `Auth`; httpx would log a URL's userinfo.
+            raise ValueError("credentials in URLs are not allowed; use the account's auth")
         if params:
             clean = {k: v for k, v in params.items() if v is not None}
             url = url.copy_merge_params(clean)
@@ -643,6 +646,8 @@ class BasecampClient:
                 url=shown,
                 status=status,
             )
+        if target.userinfo:
+            target = target.copy_with(username=None, password=None)
         if hops >= self.max_redirects:
             raise UnexpectedStatus(
                 f"too many redirects (more than {self.max_redirects})", url=shown, status=status

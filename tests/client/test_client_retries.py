@@ -397,3 +397,13 @@ async def test_client_is_constructible_with_defaults() -> None:
         client = BasecampClient(account(rate_limit=100), http)
     assert client.limiter.limit == 100
     assert client.limiter.window == 10.0
+
+
+async def test_redirect_location_userinfo_is_dropped() -> None:
+    location = "https://mallory:pw@basecamp.com/999/api/v1/x.json"
+    respond = sequence(httpx.Response(301, headers={"Location": location}))
+    async with make_client(respond) as (client, rec, _):
+        res = await client.get("projects.json")
+    assert isinstance(res, Fetched)
+    assert res.url == "https://basecamp.com/999/api/v1/x.json"
+    assert rec.requests[1].url.userinfo == b""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -9,12 +11,16 @@ from poller.client import Listing, NotModified, Validators
 from poller.errors import BadResponse, NotFound, ServerError, UnexpectedStatus
 from tests.client.fakes import ROOT, json_response, make_client
 
+Row = dict[str, object]
 
-def rows(start: int, count: int) -> list[dict[str, int]]:
+
+def rows(start: int, count: int) -> list[Row]:
     return [{"id": i} for i in range(start, start + count)]
 
 
-def paged(pages: dict[int, list[dict[str, int]]], headers: dict[str, str] | None = None):
+def paged(
+    pages: dict[int, list[Row]], headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     def respond(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params.get("page", "1"))
         return json_response(pages.get(page, []), headers=headers)

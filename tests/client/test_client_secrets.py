@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from poller.client import BasicAuth, BearerAuth, Validators
+from poller.config import AccountSettings
 from poller.errors import BasecampError
 from tests.client.fakes import PASSWORD, ROOT, TOKEN, account, json_response, make_client
 
@@ -66,7 +67,7 @@ PATHS = [
 
 @pytest.mark.parametrize("acct", [account(), account(token=TOKEN)], ids=["basic", "bearer"])
 async def test_secrets_absent_from_errors_reprs_and_logs(
-    acct: object, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    acct: AccountSettings, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[BasecampError] = []
@@ -75,7 +76,7 @@ async def test_secrets_absent_from_errors_reprs_and_logs(
             trouble,
             acct=acct,
             max_retries=2,
-            max_rate_limit_retries=1,  # type: ignore[arg-type]
+            max_rate_limit_retries=1,
         ) as (client, rec, _):
             for path in PATHS:
                 try:
@@ -90,11 +91,11 @@ async def test_secrets_absent_from_errors_reprs_and_logs(
     assert len(logs) > 10
     events = {entry["event"] for entry in logs}
     assert {"request", "retrying", "rate_limited", "redirect"} <= events
-    for exc in errors:
-        assert_clean(str(exc))
-        assert_clean(repr(exc))
-        assert_clean(exc.url)
-        assert_clean("".join(traceback.format_exception(exc)))
+    for error in errors:
+        assert_clean(str(error))
+        assert_clean(repr(error))
+        assert_clean(error.url)
+        assert_clean("".join(traceback.format_exception(error)))
     assert_clean(repr(logs))
     assert_clean(caplog.text)
     out = capsys.readouterr()

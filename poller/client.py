@@ -484,14 +484,16 @@ class BasecampClient:
             raise ValueError("a path or URL is required")
         if path_or_url.startswith(("https://", "http://")):
             raw = path_or_url
-        elif "://" in path_or_url:
-            raise ValueError(f"only http(s) URLs are allowed: {_safe_url(path_or_url)!r}")
+        elif "://" in path_or_url.split("?", 1)[0]:
+            raise ValueError("only http(s) URLs are allowed")
         else:
             raw = f"{self._root}/{path_or_url.lstrip('/')}"
-        path_part = raw.split("?", 1)[0].split("#", 1)[0]
-        if not path_part.endswith(".json"):
-            raise ValueError(f"Basecamp API paths end in .json: {_safe_url(raw)!r}")
-        url = httpx.URL(raw)
+        try:
+            url = httpx.URL(raw)
+        except httpx.InvalidURL:
+            raise ValueError("not a valid URL") from None
+        if not url.path.endswith(".json"):
+            raise ValueError(f"Basecamp API paths end in .json: {_safe_url(url)!r}")
         if url.userinfo:
             # Credentials travel only through `Auth`; httpx would log a URL's userinfo.
             raise ValueError("credentials in URLs are not allowed; use the account's auth")

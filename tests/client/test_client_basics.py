@@ -284,3 +284,10 @@ async def test_client_does_not_close_injected_http() -> None:
         client = BasecampClient(account(), http)
         await client.get("projects/1.json")
         assert not http.is_closed
+
+
+async def test_query_value_with_a_url_in_a_relative_path_is_fine() -> None:
+    async with make_client(ok) as (client, rec, _):
+        await client.get("search.json?next=https://example.com/x")
+    assert rec.requests[0].url.path == "/999/api/v1/search.json"
+    assert rec.requests[0].url.params["next"] == "https://example.com/x"

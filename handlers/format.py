@@ -1,0 +1,112 @@
+"""Readable pieces of an event envelope, shared by the console, slack and email handlers.
+
+All functions accept any envelope-shaped dict and never raise on missing or odd fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+_NOUNS = {
+    "calendar_event": "an event",
+    "todolist": "a to-do list",
+    "todo": "a to-do",
+    "message": "a message",
+    "comment": "a comment",
+    "document": "a document",
+    "upload": "a file",
+    "attachment": "a file",
+    "project": "a project",
+    "person": "a person",
+    "topic": "a discussion",
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return " ".join(_CONTROL.sub(" ", str(value)).split())
+
+
+def who(event: dict[str, Any]) -> str:
+    """The person who made the change, or "Someone"."""
+    return _text(_mapping(event.get("creator")).get("name")) or "Someone"
+
+
+def project_name(event: dict[str, Any]) -> str:
+    return _text(_mapping(event.get("project")).get("name"))
+
+
+def title(event: dict[str, Any]) -> str:
+    """The title of the item changed (or commented on)."""
+    return _text(_mapping(event.get("recording")).get("title"))
+
+
+def link(event: dict[str, Any]) -> str:
+    """The item's web link (`recording.app_url`) if it is an http(s) URL, else ""."""
+    url = _text(_mapping(event.get("recording")).get("app_url"))
+    return url if url.startswith(("https://", "http://")) else ""
+
+
+def kind_phrase(kind: str) -> str:
+    """'todo_completed' -> 'completed a to-do'; unknown kinds read as well as they can."""
+    for noun, phrase in _NOUNS.items():
+        if kind.startswith(noun + "_"):
+            verb = kind[len(noun) + 1 :].replace("_", " ")
+            return f"{verb} {phrase}"
+    noun, _, verb = kind.rpartition("_")
+    if not noun:
+        return kind.replace("_", " ")
+    return f"{verb} {noun.replace('_', ' ')}"
+
+
+def what(event: dict[str, Any]) -> str:
+    """The summary without the leading name of who did it: 'completed a to-do: Design it'."""
+    summary = _text(event.get("summary"))
+    name = who(event)
+    if summary.startswith(name + " "):
+        return summary[len(name) + 1 :]
+    if summary:
+        return summary
+    item = title(event)
+    phrase = kind_phrase(_text(event.get("kind")))
+    return f"{phrase}: {item}" if item else phrase
+
+
+def action(event: dict[str, Any]) -> str:
+    """What was done, without who and without the item: 'completed a to-do'."""
+    summary = _text(event.get("summary"))
+    text = what(event)
+    item = title(event)
+    stripped = text
+    if item and stripped.endswith(": " + item):
+        stripped = stripped[: -len(item) - 2]
+    elif item and stripped.endswith(" " + item):
+        stripped = stripped[: -len(item) - 1]
+    if stripped and (stripped != summary or not item):
+        return stripped
+    return kind_phrase(_text(event.get("kind")))
+
+
+def clock(event: dict[str, Any]) -> str:
+    """HH:MM:SS of `created_at` (as Basecamp wrote it), else of `detected_at`."""
+    for key in ("created_at", "detected_at"):
+        raw = event.get(key)
+        if isinstance(raw, str):
+            try:
+                return datetime.fromisoformat(raw).strftime("%H:%M:%S")
+            except ValueError:
+                continue
+    return "--:--:--"
+
+
+def clean(value: Any) -> str:
+    """Any value as one line of text without control characters."""
+    return _text(value)

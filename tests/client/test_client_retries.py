@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from collections.abc import Callable
 
@@ -407,3 +408,16 @@ async def test_redirect_location_userinfo_is_dropped() -> None:
     assert isinstance(res, Fetched)
     assert res.url == "https://basecamp.com/999/api/v1/x.json"
     assert rec.requests[1].url.userinfo == b""
+
+
+async def test_concurrent_requests_respect_the_account_limit() -> None:
+    async with make_client(lambda r: json_response(OK), acct=account(rate_limit=3)) as (
+        client,
+        rec,
+        _,
+    ):
+        await asyncio.gather(*(client.get(f"projects/{i}.json") for i in range(8)))
+    times = sorted(rec.times)
+    assert len(times) == 8
+    for i in range(len(times) - 3):
+        assert times[i + 3] - times[i] >= 10.0 - 1e-9

@@ -15,7 +15,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -30,17 +30,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from poller.errors import ConfigError
 
-WATCHABLE = (
-    "projects",
-    "people",
-    "todolists",
-    "todos",
-    "messages",
-    "comments",
-    "documents",
-    "uploads",
-    "calendar_events",
-)
 WatchKind = Literal[
     "projects",
     "people",
@@ -52,6 +41,7 @@ WatchKind = Literal[
     "uploads",
     "calendar_events",
 ]
+WATCHABLE: tuple[WatchKind, ...] = get_args(WatchKind)
 CONFIG_ENV = "BCX_POLLER_CONFIG"
 
 

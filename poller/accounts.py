@@ -1,0 +1,83 @@
+"""Per-account plumbing: one httpx client, rate limiter and BasecampClient per account,
+and one guarded cycle that never lets one account's failure reach another."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from poller.client import BasecampClient
+from poller.config import AccountSettings, PollerSettings
+from poller.errors import PollerError
+from poller.poll import CycleReport, poll_account
+from poller.store import Router, Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class AccountRunner:
+    account: AccountSettings
+    client: BasecampClient
+    http: httpx.AsyncClient
+    last_report: CycleReport | None = None
+    last_error: str | None = None
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def open_account(
+    account: AccountSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    store: Store | None = None,
+) -> AccountRunner:
+    http = httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(account.timeout),
+        follow_redirects=False,
+        headers={"Accept": "application/json"},
+    )
+    auth = None
+    if account.oauth is not None and store is not None:
+        from poller.oauth import OAuthAuth
+
+        auth = OAuthAuth(account, store, http)
+    client = BasecampClient(account, http, auth=auth)
+    return AccountRunner(account, client, http)
+
+
+async def run_cycle(
+    runner: AccountRunner,
+    store: Store,
+    settings: PollerSettings,
+    route: Router,
+    *,
+    on_commit: Callable[[], None] | None = None,
+) -> CycleReport | None:
+    """One cycle with an overall deadline. On failure: log, note it, commit nothing."""
+    bound = log.bind(account=runner.account.id)
+    try:
+        async with asyncio.timeout(settings.cycle_timeout):
+            report = await poll_account(runner.client, store, settings, route)
+    except TimeoutError:
+        runner.last_error = f"cycle exceeded its {settings.cycle_timeout:g}s deadline"
+    except PollerError as exc:
+        runner.last_error = f"{type(exc).__name__}: {exc}"
+    else:
+        runner.last_report = report
+        runner.last_error = None
+        if on_commit is not None and report.added:
+            on_commit()
+        return report
+    bound.warning("cycle_failed", error=runner.last_error)
+    try:
+        store.record_failure(runner.account.id, runner.last_error)
+    except PollerError as exc:
+        bound.error("state_write_failed", error=str(exc))
+    return None

@@ -1,0 +1,314 @@
+"""The `bcx-poller` command line.
+
+Exit codes: 0 success, 1 an account could not be polled (or a check failed),
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from poller import __version__
+from poller.config import Settings, insecure_permissions, load_settings
+from poller.errors import ConfigError, PollerError
+
+log = structlog.get_logger("poller.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from poller import logs
+    from poller.config import config_path
+
+    path = config_path(args.config)
+    settings = load_settings(path)
+    level = getattr(args, "log_level", None) or settings.logging.level
+    logs.configure(level, settings.logging.format)
+    logs.register_secrets(_secret_values(settings))
+    if insecure_permissions(path):
+        log.warning("config_writable_by_others", path=str(path),
+                    hint="chmod go-w: anyone who can write it can redirect your events")
+    return settings
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    out: list[str] = []
+    for acc in settings.accounts:
+        for s in (acc.password, acc.token):
+            if s is not None:
+                out.append(s.get_secret_value())
+        if acc.oauth is not None:
+            out.append(acc.oauth.client_secret.get_secret_value())
+            if acc.oauth.refresh_token is not None:
+                out.append(acc.oauth.refresh_token.get_secret_value())
+    for h in settings.handlers:
+        for value in h.options.values():
+            if isinstance(value, str) and (value.startswith("whsec_") or "hooks.slack.com" in value):
+                out.append(value)
+            if isinstance(value, list):
+                out.extend(v for v in value if isinstance(v, str) and v.startswith("whsec_"))
+        for key in ("password", "webhook_url"):
+            value = h.options.get(key)
+            if isinstance(value, str):
+                out.append(value)
+    return out
+
+
+def _store(settings: Settings) -> Any:
+    from poller.store import Store
+
+    return Store(settings.poller.state_path)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+async def _once(settings: Settings, deliver_timeout: float) -> int:
+    from poller.accounts import open_account, run_cycle
+    from poller.dispatch import Dispatcher, build_targets
+    from poller.routing import router
+
+    store = _store(settings)
+    targets = build_targets(settings.handlers, settings.poller.state_path.parent)
+    dispatcher = Dispatcher(store, targets)
+    route = router(settings.handlers)
+    status = 0
+    try:
+        for account in settings.accounts:
+            runner = open_account(account, store=store)
+            try:
+                report = await run_cycle(runner, store, settings.poller, route)
+            finally:
+                await runner.aclose()
+            if report is None:
+                status = 1
+                print(f"account {account.label}: FAILED: {runner.last_error}", file=sys.stderr)
+            else:
+                what = "baseline recorded" if report.baseline else f"{report.added} new event(s)"
+                print(f"account {account.label}: {what}, {report.requests} request(s)", file=sys.stderr)
+        delivered = await dispatcher.drain(deliver_timeout)
+        if targets:
+            print(f"delivered {delivered} event(s)", file=sys.stderr)
+    finally:
+        await dispatcher.aclose()
+        store.close()
+    return status
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_once(settings, args.deliver_timeout))
+
+
+async def _check_online(settings: Settings) -> int:
+    from poller.accounts import open_account
+
+    status = 0
+    store = _store(settings) if any(a.oauth for a in settings.accounts) else None
+    for account in settings.accounts:
+        runner = open_account(account, store=store)
+        try:
+            res = await runner.client.get("/people/me.json")
+            data = getattr(res, "data", {}) or {}
+            print(f"account {account.label}: OK, authenticated as {data.get('name')} <{data.get('email_address')}>")
+        except PollerError as exc:
+            status = 1
+            print(f"account {account.label}: FAILED: {type(exc).__name__}: {exc}")
+        finally:
+            await runner.aclose()
+    return status
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(f"configuration OK: {len(settings.accounts)} account(s), {len(settings.handlers)} handler(s)")
+    if args.online:
+        return asyncio.run(_check_online(settings))
+    return 0
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return f"{max(0.0, time.time() - ts):.0f}s ago"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _store(settings)
+    try:
+        accounts = []
+        for acc in settings.accounts:
+            st = store.account(acc.id)
+            accounts.append({
+                "account_id": acc.id,
+                "name": acc.name,
+                "baseline_done": st.baseline_done,
+                "cursor": st.cursor,
+                "last_success_at": st.last_success_at,
+                "lag_seconds": None if st.last_success_at is None else round(time.time() - st.last_success_at, 1),
+                "last_attempt_at": st.last_attempt_at,
+                "last_error": st.last_error,
+                "last_reconcile_at": st.last_reconcile_at,
+                "cycles": st.cycles,
+                "records": store.count_records(acc.id),
+            })
+        counts = store.delivery_counts()
+        handlers = [
+            {"name": h.name, "type": h.type, **counts.get(h.name, {"pending": 0, "dead": 0, "oldest_pending_age": None})}
+            for h in settings.handlers
+        ]
+        out = {"accounts": accounts, "handlers": handlers, "outbox": store.outbox_count()}
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for a in accounts:
+        print(f"account {a['account_id']}{' (' + a['name'] + ')' if a['name'] else ''}: "
+              f"last success {_ago(a['last_success_at'])}, cursor {a['cursor'] or '-'}, "
+              f"{a['records']} records, {a['cycles']} cycles"
+              + (f", LAST ERROR: {a['last_error']}" if a["last_error"] else ""))
+    for h in handlers:
+        print(f"handler {h['name']} ({h['type']}): {h['pending']} pending, {h['dead']} dead")
+    print(f"outbox: {out['outbox']} events")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    from poller.dispatch import describe
+
+    settings = _settings(args)
+    store = _store(settings)
+    try:
+        rows = [describe(d) for d in store.deliveries(status=("dead",) if args.dead else ("pending", "dead"))]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['status']:7} {r['handler']:16} {r['event_id']} {r['kind']} attempts={r['attempts']}"
+                  + (f" error={r['last_error']}" if r["last_error"] else ""))
+        print(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
+    return 0
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.handler and args.handler not in {h.name for h in settings.handlers}:
+        raise ConfigError("--handler", f"no handler named {args.handler!r}")
+    store = _store(settings)
+    try:
+        n = store.requeue(event_id=args.event, dead=args.dead, handler=args.handler)
+    finally:
+        store.close()
+    print(f"requeued {n} deliver{'y' if n == 1 else 'ies'}")
+    return 0 if n else 1
+
+
+async def _test_handler(settings: Settings, name: str) -> int:
+    from poller.dispatch import build_targets
+    from poller.events import sample_event
+
+    chosen = tuple(h for h in settings.handlers if h.name == name)
+    if not chosen:
+        raise ConfigError("handler", f"no handler named {name!r}; configured: "
+                          + ", ".join(h.name for h in settings.handlers))
+    target = build_targets(chosen, settings.poller.state_path.parent)[name]
+    try:
+        await target.handler.deliver(sample_event(settings.accounts[0].id if settings.accounts else 999999999))
+    except Exception as exc:  # report whatever the handler raised
+        print(f"handler {name}: FAILED: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        await target.handler.aclose()
+    print(f"handler {name}: delivered the sample event")
+    return 0
+
+
+def cmd_test_handler(args: argparse.Namespace) -> int:
+    return asyncio.run(_test_handler(_settings(args), args.name))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from poller.simulator.server import main as simulate_main
+
+    return int(simulate_main(["--port", str(args.port), "--host", args.host]) or 0)
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bcx-poller", description="Basecamp 2 change events")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str, func: Any, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        if config:
+            p.add_argument("--config", "-c", help="configuration file (or $BCX_POLLER_CONFIG)")
+            p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        p.set_defaults(func=func)
+        return p
+
+    p = add("once", "poll every account once, deliver what is due, exit", cmd_once)
+    p.add_argument("--deliver-timeout", type=float, default=60.0,
+                   help="seconds to wait for deliveries and retries falling due (default 60)")
+    p = add("check", "validate the configuration", cmd_check)
+    p.add_argument("--online", action="store_true", help="also call /people/me.json per account")
+    p = add("status", "accounts' last cycles and handlers' queues", cmd_status)
+    p.add_argument("--json", action="store_true")
+    p = add("deliveries", "list pending and dead deliveries", cmd_deliveries)
+    p.add_argument("--dead", action="store_true", help="dead letters only")
+    p.add_argument("--json", action="store_true")
+    p = add("redeliver", "requeue deliveries (same event id)", cmd_redeliver)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--event", help="an event id")
+    g.add_argument("--dead", action="store_true", help="every dead letter")
+    p.add_argument("--handler", help="only this handler")
+    p = add("test-handler", "send a sample event through one handler", cmd_test_handler)
+    p.add_argument("name")
+    p = add("simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False)
+    p.add_argument("--port", type=int, default=8950)
+    p.add_argument("--host", default="127.0.0.1")
+    for extra in _extra_commands():
+        extra(sub, add)
+    return parser
+
+
+def _extra_commands() -> list[Any]:
+    """Commands living in their own modules (daemon, demo)."""
+    out = []
+    for module in ("poller.daemon", "poller.demo"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        out.append(mod.register)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"bcx-poller: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PollerError as exc:
+        print(f"bcx-poller: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+

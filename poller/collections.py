@@ -1,0 +1,427 @@
+"""Fetching records: targeted refetches of single items and full conditional re-lists.
+
+Every function here reads Basecamp through the cycle's client and hands what it parsed to
+the cycle's `Detector`. A record is declared gone only when a complete listing lacks it
+AND its own URL answers 404 (`verify`); any other failure propagates and the cycle
+commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from poller.client import BasecampClient, NotModified, Validators
+from poller.detect import Detector
+from poller.errors import NotFound
+from poller.payloads import (
+    COMMENTABLE,
+    WATCH_TYPES,
+    Activity,
+    Record,
+    parse,
+    parse_comments,
+    parse_project,
+    parse_ts,
+)
+from poller.store import Store
+
+TYPE_WATCH = {v: k for k, v in WATCH_TYPES.items()}
+# Basecamp type -> URL collection segment of its single resource under a project
+SEGMENT = {
+    "Todolist": "todolists",
+    "Todo": "todos",
+    "Message": "messages",
+    "Document": "documents",
+    "Upload": "uploads",
+    "CalendarEvent": "calendar_events",
+}
+# project section summary -> the types re-listed when it changes
+SECTION_TYPES = {
+    "todolists": ("Todolist", "Todo"),
+    "topics": ("Message", "Comment"),
+    "documents": ("Document",),
+    "attachments": ("Upload",),
+    "calendar_events": ("CalendarEvent",),
+}
+TYPE_SECTION = {
+    "Todolist": "todolists",
+    "Todo": "todolists",
+    "Message": "topics",
+    "Document": "documents",
+    "Upload": "attachments",
+    "CalendarEvent": "calendar_events",
+}
+
+
+@dataclass
+class Cycle:
+    """What one cycle of one account works with."""
+
+    client: BasecampClient
+    store: Store
+    detector: Detector
+    watch: frozenset[str]
+    api_root: str
+    max_pages: int = 200
+    baseline: bool = False
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    drop_validators: set[str] = field(default_factory=set)
+    forced: dict[int, set[str]] = field(default_factory=dict)
+
+    @property
+    def account_id(self) -> int:
+        return self.detector.account_id
+
+    def watched(self, rtype: str) -> bool:
+        return TYPE_WATCH.get(rtype, "") in self.watch
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.api_root}{path}"
+
+    def stored_validators(self, url: str) -> Validators | None:
+        pair = self.validators.get(url) or self.store.validators(self.account_id, url)
+        if not pair or url in self.drop_validators:
+            return None
+        return Validators(etag=pair[0], last_modified=pair[1])
+
+    def keep_validators(self, url: str, validators: Validators | None) -> None:
+        if validators:
+            self.validators[url] = (validators.etag, validators.last_modified)
+            self.drop_validators.discard(url)
+        else:
+            self.drop_validators.add(url)
+            self.validators.pop(url, None)
+
+    def item_url(self, rtype: str, rid: int, project_id: int | None, meta: dict[str, Any]) -> str:
+        url = meta.get("url")
+        if isinstance(url, str) and url:
+            return url
+        if rtype == "Project":
+            return self.url(f"/projects/{rid}.json")
+        if rtype == "Person":
+            return self.url(f"/people/{rid}.json")
+        return self.url(f"/projects/{project_id}/{SEGMENT[rtype]}/{rid}.json")
+
+
+# -- single items ------------------------------------------------------------------
+
+
+async def fetch_item(
+    cycle: Cycle,
+    rtype: str,
+    url: str,
+    project_id: int | None,
+    activities: list[Activity] | None = None,
+    *,
+    conditional: bool = True,
+) -> list[dict[str, Any]] | None:
+    """GET one item (conditionally), diff it and its embedded comments.
+
+    Returns its events ([] when unchanged), or None when the item answered 404.
+    """
+    det = cycle.detector
+    try:
+        res = await cycle.client.get(url, validators=cycle.stored_validators(url) if conditional else None)
+    except NotFound:
+        return None
+    if isinstance(res, NotModified):
+        return []
+    record = parse(rtype, res.data, res.url, project_id)
+    cycle.keep_validators(url, res.validators)
+    previous = det.get(rtype, record.id)
+    events = det.observe(record, activities)
+    comments = parse_comments(record, res.url) if rtype in COMMENTABLE else None
+    if comments is not None:
+        events += det.observe_comments(record, comments, previous, activities or [])
+    return events
+
+
+async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
+    """A complete listing lacks this stored record: ask the item itself."""
+    old = cycle.detector.get(rtype, rid)
+    if old is None:
+        return
+    url = cycle.item_url(rtype, rid, old.project_id, old.data.get("meta", {}))
+    result = await fetch_item(cycle, rtype, url, old.project_id, conditional=False)
+    if result is None:
+        cycle.detector.gone(rtype, rid)
+        cycle.drop_validators.add(url)
+
+
+# -- listings ----------------------------------------------------------------------
+
+
+async def list_all(cycle: Cycle, path: str, *, conditional: bool = False) -> tuple[str, list[dict[str, Any]]] | None:
+    """Every item of a listing; None when answered 304 (conditional only)."""
+    url = cycle.url(path)
+    res = await cycle.client.get_list(
+        url,
+        validators=cycle.stored_validators(url) if conditional else None,
+        max_pages=cycle.max_pages,
+    )
+    if isinstance(res, NotModified):
+        return None
+    if conditional:
+        cycle.keep_validators(url, res.validators)
+    return res.url, res.items
+
+
+async def _settle(cycle: Cycle, rtype: str, listed: dict[int, Record], stored_ids: Iterable[int]) -> None:
+    for rid in set(stored_ids) - set(listed):
+        await verify_gone(cycle, rtype, rid)
+
+
+def _changed_since(old_updated: str | None, new_updated: str | None) -> bool:
+    a, b = parse_ts(old_updated), parse_ts(new_updated)
+    return a is None or b is None or b > a
+
+
+async def observe_listed(cycle: Cycle, record: Record, *, full: bool) -> None:
+    """Diff a listed record; fetch its single resource when the listing cannot say enough
+    (new item, comments or content changed) and this is not a baseline."""
+    det = cycle.detector
+    old = det.get(record.type, record.id)
+    if full and not cycle.baseline and not record.trashed:
+        url = cycle.item_url(record.type, record.id, record.project_id, record.meta)
+        if await fetch_item(cycle, record.type, url, record.project_id) is not None:
+            return
+    if cycle.watched(record.type):
+        det.observe(record)
+    else:
+        det.remember(record)
+    del old
+
+
+async def sync_projects(cycle: Cycle) -> list[int]:
+    """Re-list projects (conditionally); returns the ids of active projects."""
+    det = cycle.detector
+    got = await list_all(cycle, "/projects.json", conditional=True)
+    if got is None:
+        return sorted(r.id for r in det.active("Project").values() if not r.data["fields"].get("archived"))
+    url, items = got
+    listed = {}
+    for item in items:
+        rec = parse_project(item, url)
+        listed[rec.id] = rec
+        if cycle.watched("Project"):
+            det.observe(rec)
+        else:
+            det.remember(rec)
+    await _settle(cycle, "Project", listed, det.active("Project"))
+    return sorted(pid for pid, rec in listed.items() if not rec.fields.get("archived") and not rec.trashed)
+
+
+async def sync_people(cycle: Cycle) -> None:
+    det = cycle.detector
+    got = await list_all(cycle, "/people.json", conditional=True)
+    if got is None:
+        return
+    url, items = got
+    listed = {}
+    for item in items:
+        rec = parse("Person", item, url)
+        listed[rec.id] = rec
+        det.observe(rec)
+    await _settle(cycle, "Person", listed, det.active("Person"))
+
+
+async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
+    """Fetch the project (conditionally) and re-list the sections whose summary changed."""
+    det = cycle.detector
+    url = cycle.url(f"/projects/{pid}.json")
+    old = det.get("Project", pid)
+    old_sections = (old.data.get("meta", {}).get("sections") if old else None) or {}
+    try:
+        res = await cycle.client.get(url, validators=None if force else cycle.stored_validators(url))
+    except NotFound:
+        return  # settled by the next projects listing
+    if isinstance(res, NotModified):
+        return
+    record = parse_project(res.data, res.url)
+    cycle.keep_validators(url, res.validators)
+    if cycle.watched("Project"):
+        det.observe(record)
+    else:
+        det.remember(record)
+    new_sections = record.meta.get("sections", {})
+    for section, types in SECTION_TYPES.items():
+        if not any(cycle.watched(t) for t in types):
+            continue
+        if section in force or old_sections.get(section) != new_sections.get(section) or not old_sections:
+            await SECTION_SYNC[section](cycle, pid)
+
+
+async def _sync_todolists(cycle: Cycle, pid: int) -> None:
+    det = cycle.detector
+    if cycle.watched("Todolist"):
+        listed: dict[int, Record] = {}
+        for path in (f"/projects/{pid}/todolists.json", f"/projects/{pid}/todolists/completed.json"):
+            got = await list_all(cycle, path)
+            assert got is not None
+            for item in got[1]:
+                rec = parse("Todolist", item, got[0], pid)
+                listed.setdefault(rec.id, rec)
+        for rec in listed.values():
+            await observe_listed(cycle, rec, full=False)
+        await _settle(cycle, "Todolist", listed, det.active("Todolist", pid))
+    if cycle.watched("Todo") or cycle.watched("Comment"):
+        got = await list_all(cycle, f"/projects/{pid}/todos.json")
+        assert got is not None
+        todos: dict[int, Record] = {}
+        for item in got[1]:
+            rec = parse("Todo", item, got[0], pid)
+            todos.setdefault(rec.id, rec)
+        for rec in todos.values():
+            old = det.get("Todo", rec.id)
+            count = rec.meta.get("comments_count")
+            old_count = old.data.get("meta", {}).get("comments_count") if old else None
+            full = cycle.watched("Comment") and (
+                (old is None and bool(count)) or (old is not None and count != old_count)
+            )
+            await observe_listed(cycle, rec, full=full)
+        await _settle(cycle, "Todo", todos, det.active("Todo", pid))
+
+
+async def _sync_topics(cycle: Cycle, pid: int) -> None:
+    """Topics carry messages (there is no message index) and tell which commentables got
+    new comments (their topic's `updated_at` moves)."""
+    det = cycle.detector
+    got = await list_all(cycle, f"/projects/{pid}/topics.json")
+    assert got is not None
+    url, items = got
+    messages: dict[int, Record] = {}
+    for item in items:
+        topicable = item.get("topicable") if isinstance(item, dict) else None
+        topic = parse("Message", {**item, "subject": item.get("title")}, url, pid) if isinstance(item, dict) else None
+        if topic is None or not isinstance(topicable, dict):
+            continue
+        ttype, tid, turl = topicable.get("type"), topicable.get("id"), topicable.get("url")
+        if not isinstance(ttype, str) or not isinstance(tid, int) or not isinstance(turl, str):
+            continue
+        topic_key = Record("Topic", topic.id, pid, topic.title, topic.updated_at, {}, {"topicable": [ttype, tid]})
+        old_topic = det.get("Topic", topic.id)
+        changed = old_topic is None or _changed_since(old_topic.updated_at, topic.updated_at)
+        det.remember(topic_key)
+        if ttype == "Message":
+            msg = Record("Message", tid, pid, topic.title, topic.updated_at,
+                         {"subject": topic.title, "trashed": topic.trashed, "private": topic.private},
+                         {"url": turl, "app_url": topicable.get("app_url"), "created_at": topic.meta.get("created_at")})
+            messages[tid] = msg
+            if cycle.watched("Message") or cycle.watched("Comment"):
+                await observe_listed(cycle, msg, full=changed)
+        elif changed and not cycle.baseline and cycle.watched("Comment") and ttype in SEGMENT:
+            await fetch_item(cycle, ttype, turl, pid)
+    if cycle.watched("Message"):
+        await _settle(cycle, "Message", messages, det.active("Message", pid))
+
+
+async def _sync_documents(cycle: Cycle, pid: int) -> None:
+    det = cycle.detector
+    got = await list_all(cycle, f"/projects/{pid}/documents.json")
+    assert got is not None
+    listed: dict[int, Record] = {}
+    for item in got[1]:
+        rec = parse("Document", item, got[0], pid)
+        listed.setdefault(rec.id, rec)
+    for rec in listed.values():
+        old = det.get("Document", rec.id)
+        await observe_listed(cycle, rec, full=old is None or _changed_since(old.updated_at, rec.updated_at))
+    await _settle(cycle, "Document", listed, det.active("Document", pid))
+
+
+async def _sync_uploads(cycle: Cycle, pid: int) -> None:
+    """Uploads have no index: find them through the project's attachments."""
+    det = cycle.detector
+    got = await list_all(cycle, f"/projects/{pid}/attachments.json")
+    assert got is not None
+    uploads: dict[int, Record] = {}
+    for item in got[1]:
+        attachable = item.get("attachable") if isinstance(item, dict) else None
+        if not isinstance(attachable, dict) or attachable.get("type") != "Upload":
+            continue
+        uid, uurl = attachable.get("id"), attachable.get("url")
+        if not isinstance(uid, int) or uid in uploads:
+            continue
+        uploads[uid] = Record(
+            "Upload", uid, pid, str(item.get("name") or f"Upload {uid}"), item.get("updated_at"),
+            {"trashed": bool(item.get("trashed")), "private": bool(item.get("private"))},
+            {"url": uurl, "app_url": attachable.get("app_url"), "created_at": item.get("created_at")},
+        )
+    for rec in uploads.values():
+        old = det.get("Upload", rec.id)
+        await observe_listed(cycle, rec, full=old is None)
+    await _settle(cycle, "Upload", uploads, det.active("Upload", pid))
+
+
+async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
+    det = cycle.detector
+    listed: dict[int, Record] = {}
+    for path in (f"/projects/{pid}/calendar_events.json", f"/projects/{pid}/calendar_events/past.json"):
+        got = await list_all(cycle, path)
+        assert got is not None
+        for item in got[1]:
+            if isinstance(item, dict) and "id" not in item:
+                continue  # an expanded recurrence: no id of its own
+            rec = parse("CalendarEvent", item, got[0], pid)
+            listed.setdefault(rec.id, rec)
+    for rec in listed.values():
+        old = det.get("CalendarEvent", rec.id)
+        old_count = old.data.get("meta", {}).get("comments_count") if old else None
+        full = cycle.watched("Comment") and (
+            (old is None and bool(rec.meta.get("comments_count"))) or (old is not None and old_count != rec.meta.get("comments_count"))
+        )
+        await observe_listed(cycle, rec, full=full)
+    await _settle(cycle, "CalendarEvent", listed, det.active("CalendarEvent", pid))
+
+
+SECTION_SYNC = {
+    "todolists": _sync_todolists,
+    "topics": _sync_topics,
+    "documents": _sync_documents,
+    "attachments": _sync_uploads,
+    "calendar_events": _sync_calendar_events,
+}
+
+
+async def reconcile(cycle: Cycle, *, full: bool) -> None:
+    """Re-list what `watch` names. `full=False`: only the projects/sections in `forced`."""
+    if full:
+        projects = await sync_projects(cycle)
+        if cycle.watched("Person"):
+            await sync_people(cycle)
+    else:
+        projects = []
+    for pid in sorted(set(projects) | set(cycle.forced)):
+        await sync_project(cycle, pid, cycle.forced.get(pid, set()))
+
+
+async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
+    """Targeted refetch of what the new activities point at; fallback events for the rest."""
+    det = cycle.detector
+    groups: dict[tuple[str, int | None, str | None], list[Activity]] = {}
+    for act in activities:
+        groups.setdefault((act.eventable_type, act.eventable_id, act.eventable_url), []).append(act)
+    for (etype, eid, eurl), acts in groups.items():
+        fetchable = etype in SEGMENT and eid is not None and eurl is not None
+        if fetchable and (cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)):
+            assert eid is not None and eurl is not None
+            old = det.get(etype, eid)
+            pid = acts[-1].project_id
+            result = await fetch_item(cycle, etype, eurl, pid, acts)
+            if result is None:
+                if pid is not None:  # 404: let this cycle's re-list of that section settle it
+                    cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[etype])
+                continue
+            if result:
+                continue
+            for act in acts:
+                if act.id in det.explained:
+                    continue
+                if old is not None and not _changed_since(old.updated_at, act.created_at):
+                    continue  # the stored version already reflects it (seen by a re-list)
+                det.activity_only(act)
+        else:
+            for act in acts:
+                det.activity_only(act)

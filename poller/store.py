@@ -1,0 +1,629 @@
+"""The state database: one SQLite file holding everything bcx-poller knows.
+
+Per account: the activity cursor, the activity ids already seen, the conditional-request
+validators per URL, the last known version of every watched record; and the outbox of
+events with one delivery row per (event, handler).
+
+Rules:
+* WAL, `synchronous=FULL`, one writer (a process-wide lock), every write in
+  `BEGIN IMMEDIATE`. A cycle's records, validators, cursor and events go in ONE
+  transaction (`commit_cycle`), so a crash leaves either all of it or none of it.
+* Migrations are numbered, each runs in its own transaction, `PRAGMA user_version` records
+  the last one applied.
+* The file (and its WAL) is created with mode 0600: it holds OAuth tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from poller.errors import StateError
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE accounts (
+        account_id INTEGER PRIMARY KEY,
+        cursor TEXT,
+        baseline_done INTEGER NOT NULL DEFAULT 0,
+        last_success_at REAL,
+        last_attempt_at REAL,
+        last_error TEXT,
+        last_reconcile_at REAL,
+        cycles INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE seen_activity (
+        account_id INTEGER NOT NULL,
+        activity_id INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_ts REAL NOT NULL,
+        PRIMARY KEY (account_id, activity_id, updated_at)
+    ) WITHOUT ROWID;
+    CREATE TABLE validators (
+        account_id INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        PRIMARY KEY (account_id, url)
+    ) WITHOUT ROWID;
+    CREATE TABLE records (
+        account_id INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        project_id INTEGER,
+        parent_type TEXT,
+        parent_id INTEGER,
+        updated_at TEXT,
+        state TEXT NOT NULL DEFAULT 'active',
+        data TEXT NOT NULL,
+        PRIMARY KEY (account_id, type, id)
+    );
+    CREATE INDEX records_project ON records (account_id, project_id, type);
+    CREATE INDEX records_parent ON records (account_id, parent_type, parent_id);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        account_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        project_id INTEGER,
+        private INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        detected_ts REAL NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX outbox_account ON outbox (account_id, detected_ts);
+    CREATE TABLE deliveries (
+        handler TEXT NOT NULL,
+        seq INTEGER NOT NULL REFERENCES outbox(seq),
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        first_at REAL NOT NULL,
+        last_error TEXT,
+        done_at REAL,
+        PRIMARY KEY (handler, seq)
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, handler, seq);
+    CREATE TABLE tokens (
+        account_id INTEGER PRIMARY KEY,
+        access_token TEXT,
+        refresh_token TEXT,
+        expires_at REAL
+    );
+    """,
+]
+
+
+@dataclass
+class AccountState:
+    account_id: int
+    cursor: str | None = None
+    baseline_done: bool = False
+    last_success_at: float | None = None
+    last_attempt_at: float | None = None
+    last_error: str | None = None
+    last_reconcile_at: float | None = None
+    cycles: int = 0
+
+
+@dataclass
+class StoredRecord:
+    type: str
+    id: int
+    project_id: int | None
+    parent_type: str | None
+    parent_id: int | None
+    updated_at: str | None
+    state: str
+    data: dict[str, Any]
+
+
+@dataclass
+class CycleWrite:
+    """Everything one successful cycle of one account writes, in one transaction."""
+
+    account_id: int
+    cursor: str | None = None
+    cursor_changed: bool = False
+    baseline_done: bool = True
+    reconciled_at: float | None = None
+    seen_activity: list[tuple[int, str, float]] = field(default_factory=list)
+    prune_activity_before: float | None = None
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    drop_validators: set[str] = field(default_factory=set)
+    records: list[StoredRecord] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    handler: str
+    seq: int
+    status: str
+    attempts: int
+    next_at: float
+    first_at: float
+    last_error: str | None
+    event: dict[str, Any]
+
+
+Router = Callable[[dict[str, Any]], Iterable[str]]
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 if it does not exist (before SQLite creates it 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+class Store:
+    """The one writer of the state database. Thread-safe; calls are short and synchronous."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            if str(self.path) != ":memory:":
+                _create_private(self.path)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.migrate()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`BEGIN IMMEDIATE`), rolled back on any error."""
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StateError(f"state database busy or unwritable: {exc}") from exc
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"state database write failed: {exc}") from exc
+                raise
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                cur = self.conn.execute(sql, tuple(params))
+                cols = [d[0] for d in cur.description or ()]
+                return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            except sqlite3.Error as exc:
+                raise StateError(f"state database read failed: {exc}") from exc
+
+    def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction. Returns the version."""
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        for number, script in enumerate(MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            with self.write() as conn:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            version = number
+        return version
+
+    def integrity_ok(self) -> bool:
+        rows = self._query("PRAGMA integrity_check")
+        return bool(rows) and next(iter(rows[0].values())) == "ok"
+
+    # -- accounts -------------------------------------------------------------------
+
+    def account(self, account_id: int) -> AccountState:
+        rows = self._query("SELECT * FROM accounts WHERE account_id = ?", (account_id,))
+        if not rows:
+            return AccountState(account_id)
+        row: dict[str, Any] = dict(rows[0])
+        row["baseline_done"] = bool(row["baseline_done"])
+        return AccountState(**row)
+
+    def accounts(self) -> list[AccountState]:
+        rows = self._query("SELECT account_id FROM accounts ORDER BY account_id")
+        return [self.account(int(r["account_id"])) for r in rows]
+
+    def record_failure(self, account_id: int, error: str) -> None:
+        """Note a failed cycle. Touches nothing but the account's status columns."""
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO accounts (account_id, last_attempt_at, last_error) VALUES (?, ?, ?)"
+                " ON CONFLICT(account_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
+                " last_error = excluded.last_error",
+                (account_id, now, error[:2000]),
+            )
+
+    def seen_activity(self, account_id: int, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (activity id, updated_at) pairs were processed before."""
+        keys = list(keys)
+        if not keys:
+            return set()
+        seen: set[tuple[int, str]] = set()
+        for chunk_start in range(0, len(keys), 400):
+            chunk = keys[chunk_start : chunk_start + 400]
+            ids = sorted({k[0] for k in chunk})
+            marks = ",".join("?" * len(ids))
+            for row in self._query(
+                f"SELECT activity_id, updated_at FROM seen_activity WHERE account_id = ?"  # noqa: S608
+                f" AND activity_id IN ({marks})",
+                [account_id, *ids],
+            ):
+                seen.add((int(row["activity_id"]), str(row["updated_at"])))
+        return seen & set(keys)
+
+    def activity_ids_seen(self, account_id: int, ids: Iterable[int]) -> set[int]:
+        ids = sorted(set(ids))
+        if not ids:
+            return set()
+        out: set[int] = set()
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT DISTINCT activity_id FROM seen_activity WHERE account_id = ?"  # noqa: S608
+                f" AND activity_id IN ({marks})",
+                [account_id, *chunk],
+            ):
+                out.add(int(row["activity_id"]))
+        return out
+
+    # -- validators -----------------------------------------------------------------
+
+    def validators(self, account_id: int, url: str) -> tuple[str | None, str | None] | None:
+        rows = self._query(
+            "SELECT etag, last_modified FROM validators WHERE account_id = ? AND url = ?",
+            (account_id, url),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return (row["etag"], row["last_modified"])
+
+    # -- records --------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: Any) -> StoredRecord:
+        return StoredRecord(
+            type=row["type"],
+            id=int(row["id"]),
+            project_id=row["project_id"],
+            parent_type=row["parent_type"],
+            parent_id=row["parent_id"],
+            updated_at=row["updated_at"],
+            state=row["state"],
+            data=json.loads(row["data"]),
+        )
+
+    def record(self, account_id: int, rtype: str, rid: int) -> StoredRecord | None:
+        rows = self._query(
+            "SELECT * FROM records WHERE account_id = ? AND type = ? AND id = ?",
+            (account_id, rtype, rid),
+        )
+        return self._record(rows[0]) if rows else None
+
+    def records(
+        self,
+        account_id: int,
+        rtype: str,
+        *,
+        project_id: int | None = None,
+        parent: tuple[str, int] | None = None,
+    ) -> dict[int, StoredRecord]:
+        sql = "SELECT * FROM records WHERE account_id = ? AND type = ?"
+        params: list[Any] = [account_id, rtype]
+        if project_id is not None:
+            sql += " AND project_id = ?"
+            params.append(project_id)
+        if parent is not None:
+            sql += " AND parent_type = ? AND parent_id = ?"
+            params.extend(parent)
+        return {r.id: r for r in map(self._record, self._query(sql, params))}
+
+    def count_records(self, account_id: int) -> int:
+        rows = self._query("SELECT count(*) AS n FROM records WHERE account_id = ?", (account_id,))
+        return int(rows[0]["n"])
+
+    # -- the cycle commit -----------------------------------------------------------
+
+    def commit_cycle(self, write: CycleWrite, route: Router) -> list[int]:
+        """Write one cycle's state, cursor, validators and events in one transaction.
+
+        Events whose id is already in the outbox are skipped (one change, one event).
+        `route(event)` names the handlers that get a delivery row. Returns the outbox
+        sequence numbers of the events actually added.
+        """
+        now = time.time()
+        added: list[int] = []
+        aid = write.account_id
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO accounts (account_id) VALUES (?) ON CONFLICT(account_id) DO NOTHING",
+                (aid,),
+            )
+            sets = [
+                "baseline_done = ?",
+                "last_success_at = ?",
+                "last_attempt_at = ?",
+                "last_error = NULL",
+                "cycles = cycles + 1",
+            ]
+            params: list[Any] = [int(write.baseline_done), now, now]
+            if write.cursor_changed:
+                sets.append("cursor = ?")
+                params.append(write.cursor)
+            if write.reconciled_at is not None:
+                sets.append("last_reconcile_at = ?")
+                params.append(write.reconciled_at)
+            conn.execute(
+                f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",  # noqa: S608
+                [*params, aid],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO seen_activity (account_id, activity_id, updated_at, created_ts)"
+                " VALUES (?, ?, ?, ?)",
+                [(aid, a, u, t) for a, u, t in write.seen_activity],
+            )
+            if write.prune_activity_before is not None:
+                conn.execute(
+                    "DELETE FROM seen_activity WHERE account_id = ? AND created_ts < ?",
+                    (aid, write.prune_activity_before),
+                )
+            conn.executemany(
+                "INSERT INTO validators (account_id, url, etag, last_modified) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(account_id, url) DO UPDATE SET etag = excluded.etag,"
+                " last_modified = excluded.last_modified",
+                [(aid, url, e, lm) for url, (e, lm) in write.validators.items()],
+            )
+            conn.executemany(
+                "DELETE FROM validators WHERE account_id = ? AND url = ?",
+                [(aid, url) for url in write.drop_validators],
+            )
+            conn.executemany(
+                "INSERT INTO records (account_id, type, id, project_id, parent_type, parent_id,"
+                " updated_at, state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(account_id, type, id) DO UPDATE SET project_id = excluded.project_id,"
+                " parent_type = excluded.parent_type, parent_id = excluded.parent_id,"
+                " updated_at = excluded.updated_at, state = excluded.state, data = excluded.data",
+                [
+                    (
+                        aid,
+                        r.type,
+                        r.id,
+                        r.project_id,
+                        r.parent_type,
+                        r.parent_id,
+                        r.updated_at,
+                        r.state,
+                        json.dumps(r.data, separators=(",", ":"), sort_keys=True),
+                    )
+                    for r in write.records
+                ],
+            )
+            for event in write.events:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO outbox (id, account_id, kind, project_id, private,"
+                    " created_at, detected_at, detected_ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event["id"],
+                        aid,
+                        event["kind"],
+                        (event.get("project") or {}).get("id"),
+                        int(bool(event.get("private"))),
+                        event["created_at"],
+                        event["detected_at"],
+                        now,
+                        json.dumps(event, separators=(",", ":"), sort_keys=True),
+                    ),
+                )
+                if cur.rowcount != 1:
+                    continue
+                seq = int(cur.lastrowid or 0)
+                added.append(seq)
+                conn.executemany(
+                    "INSERT INTO deliveries (handler, seq, status, attempts, next_at, first_at)"
+                    " VALUES (?, ?, 'pending', 0, ?, ?)",
+                    [(name, seq, now, now) for name in route(event)],
+                )
+        return added
+
+    # -- outbox and deliveries ------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        since_ts: float | None = None,
+        kinds: Iterable[str] = (),
+        account_id: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT payload FROM outbox WHERE 1 = 1"
+        params: list[Any] = []
+        if since_ts is not None:
+            sql += " AND detected_ts >= ?"
+            params.append(since_ts)
+        kinds = list(kinds)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params.extend(kinds)
+        if account_id is not None:
+            sql += " AND account_id = ?"
+            params.append(account_id)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [json.loads(r["payload"]) for r in self._query(sql, params)]
+
+    def outbox_count(self) -> int:
+        return int(self._query("SELECT count(*) AS n FROM outbox")[0]["n"])
+
+    def due_deliveries(self, handler: str, now: float, limit: int = 100) -> list[Delivery]:
+        """The handler's pending deliveries in detection order, stopping at the first that
+        is not yet due (so a retrying event holds back the later ones: order is kept)."""
+        rows = self._query(
+            "SELECT d.*, o.payload FROM deliveries d JOIN outbox o ON o.seq = d.seq"
+            " WHERE d.handler = ? AND d.status = 'pending' ORDER BY d.seq LIMIT ?",
+            (handler, limit),
+        )
+        out: list[Delivery] = []
+        for row in rows:
+            r: dict[str, Any] = row
+            if r["next_at"] > now:
+                break
+            out.append(self._delivery(r))
+        return out
+
+    @staticmethod
+    def _delivery(r: dict[str, Any]) -> Delivery:
+        return Delivery(
+            handler=r["handler"],
+            seq=int(r["seq"]),
+            status=r["status"],
+            attempts=int(r["attempts"]),
+            next_at=float(r["next_at"]),
+            first_at=float(r["first_at"]),
+            last_error=r["last_error"],
+            event=json.loads(r["payload"]),
+        )
+
+    def next_due_at(self, handler: str) -> float | None:
+        rows = self._query(
+            "SELECT next_at FROM deliveries WHERE handler = ? AND status = 'pending'"
+            " ORDER BY seq LIMIT 1",
+            (handler,),
+        )
+        return float(rows[0]["next_at"]) if rows else None
+
+    def mark_done(self, handler: str, seq: int) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = 'done', done_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE handler = ? AND seq = ?",
+                (time.time(), handler, seq),
+            )
+
+    def mark_failed(self, handler: str, seq: int, error: str, next_at: float | None) -> None:
+        """Record a failed attempt; `next_at=None` makes it a dead letter."""
+        with self.write() as conn:
+            if next_at is None:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?"
+                    " WHERE handler = ? AND seq = ?",
+                    (error[:2000], handler, seq),
+                )
+            else:
+                conn.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ?"
+                    " WHERE handler = ? AND seq = ?",
+                    (error[:2000], next_at, handler, seq),
+                )
+
+    def deliveries(
+        self, *, status: Iterable[str] = ("pending", "dead"), handler: str | None = None
+    ) -> list[Delivery]:
+        statuses = list(status)
+        sql = (
+            "SELECT d.*, o.payload FROM deliveries d JOIN outbox o ON o.seq = d.seq"
+            f" WHERE d.status IN ({','.join('?' * len(statuses))})"
+        )
+        params: list[Any] = list(statuses)
+        if handler is not None:
+            sql += " AND d.handler = ?"
+            params.append(handler)
+        sql += " ORDER BY d.seq, d.handler"
+        return [self._delivery(r) for r in self._query(sql, params)]
+
+    def delivery_counts(self) -> dict[str, dict[str, Any]]:
+        """Per handler: pending, dead, and the age in seconds of the oldest pending."""
+        out: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        for row in self._query(
+            "SELECT handler, status, count(*) AS n, min(first_at) AS oldest FROM deliveries"
+            " WHERE status IN ('pending', 'dead') GROUP BY handler, status"
+        ):
+            r: dict[str, Any] = row
+            entry = out.setdefault(r["handler"], {"pending": 0, "dead": 0, "oldest_pending_age": None})
+            entry[r["status"]] = int(r["n"])
+            if r["status"] == "pending":
+                entry["oldest_pending_age"] = max(0.0, now - float(r["oldest"]))
+        return out
+
+    def requeue(
+        self, *, event_id: str | None = None, dead: bool = False, handler: str | None = None
+    ) -> int:
+        """Put deliveries back to pending (same event id). Returns how many rows changed."""
+        sql = (
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, first_at = ?,"
+            " last_error = NULL WHERE 1 = 1"
+        )
+        now = time.time()
+        params: list[Any] = [now, now]
+        if event_id is not None:
+            sql += " AND seq = (SELECT seq FROM outbox WHERE id = ?)"
+            params.append(event_id)
+        if dead:
+            sql += " AND status = 'dead'"
+        if handler is not None:
+            sql += " AND handler = ?"
+            params.append(handler)
+        with self.write() as conn:
+            return int(conn.execute(sql, params).rowcount)
+
+    # -- OAuth tokens -----------------------------------------------------------------
+
+    def token(self, account_id: int) -> tuple[str | None, str | None, float | None] | None:
+        rows = self._query(
+            "SELECT access_token, refresh_token, expires_at FROM tokens WHERE account_id = ?",
+            (account_id,),
+        )
+        if not rows:
+            return None
+        r: dict[str, Any] = rows[0]
+        return (r["access_token"], r["refresh_token"], r["expires_at"])
+
+    def save_token(
+        self, account_id: int, access: str, refresh: str | None, expires_at: float | None
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO tokens (account_id, access_token, refresh_token, expires_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET"
+                " access_token = excluded.access_token,"
+                " refresh_token = COALESCE(excluded.refresh_token, tokens.refresh_token),"
+                " expires_at = excluded.expires_at",
+                (account_id, access, refresh, expires_at),
+            )

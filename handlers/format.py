@@ -88,6 +88,8 @@ def action(event: dict[str, Any]) -> str:
     stripped = text
     if item and stripped.endswith(": " + item):
         stripped = stripped[: -len(item) - 2]
+    elif ": " in stripped:
+        stripped = stripped.partition(": ")[0]
     elif item and stripped.endswith(" " + item):
         stripped = stripped[: -len(item) - 1]
     if stripped and (stripped != summary or not item):

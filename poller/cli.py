@@ -33,8 +33,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     logs.configure(level, settings.logging.format)
     logs.register_secrets(_secret_values(settings))
     if insecure_permissions(path):
-        log.warning("config_writable_by_others", path=str(path),
-                    hint="chmod go-w: anyone who can write it can redirect your events")
+        log.warning(
+            "config_writable_by_others",
+            path=str(path),
+            hint="chmod go-w: anyone who can write it can redirect your events",
+        )
     return settings
 
 
@@ -50,7 +53,9 @@ def _secret_values(settings: Settings) -> list[str]:
                 out.append(acc.oauth.refresh_token.get_secret_value())
     for h in settings.handlers:
         for value in h.options.values():
-            if isinstance(value, str) and (value.startswith("whsec_") or "hooks.slack.com" in value):
+            if isinstance(value, str) and (
+                value.startswith("whsec_") or "hooks.slack.com" in value
+            ):
                 out.append(value)
             if isinstance(value, list):
                 out.extend(v for v in value if isinstance(v, str) and v.startswith("whsec_"))
@@ -92,7 +97,10 @@ async def _once(settings: Settings, deliver_timeout: float) -> int:
                 print(f"account {account.label}: FAILED: {runner.last_error}", file=sys.stderr)
             else:
                 what = "baseline recorded" if report.baseline else f"{report.added} new event(s)"
-                print(f"account {account.label}: {what}, {report.requests} request(s)", file=sys.stderr)
+                print(
+                    f"account {account.label}: {what}, {report.requests} request(s)",
+                    file=sys.stderr,
+                )
         delivered = await dispatcher.drain(deliver_timeout)
         if targets:
             print(f"delivered {delivered} event(s)", file=sys.stderr)
@@ -117,7 +125,10 @@ async def _check_online(settings: Settings) -> int:
         try:
             res = await runner.client.get("/people/me.json")
             data = getattr(res, "data", {}) or {}
-            print(f"account {account.label}: OK, authenticated as {data.get('name')} <{data.get('email_address')}>")
+            print(
+                f"account {account.label}: OK, authenticated as"
+                f" {data.get('name')} <{data.get('email_address')}>"
+            )
         except PollerError as exc:
             status = 1
             print(f"account {account.label}: FAILED: {type(exc).__name__}: {exc}")
@@ -128,7 +139,10 @@ async def _check_online(settings: Settings) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    print(f"configuration OK: {len(settings.accounts)} account(s), {len(settings.handlers)} handler(s)")
+    print(
+        f"configuration OK: {len(settings.accounts)} account(s),"
+        f" {len(settings.handlers)} handler(s)"
+    )
     if args.online:
         return asyncio.run(_check_online(settings))
     return 0
@@ -147,22 +161,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         accounts = []
         for acc in settings.accounts:
             st = store.account(acc.id)
-            accounts.append({
-                "account_id": acc.id,
-                "name": acc.name,
-                "baseline_done": st.baseline_done,
-                "cursor": st.cursor,
-                "last_success_at": st.last_success_at,
-                "lag_seconds": None if st.last_success_at is None else round(time.time() - st.last_success_at, 1),
-                "last_attempt_at": st.last_attempt_at,
-                "last_error": st.last_error,
-                "last_reconcile_at": st.last_reconcile_at,
-                "cycles": st.cycles,
-                "records": store.count_records(acc.id),
-            })
+            accounts.append(
+                {
+                    "account_id": acc.id,
+                    "name": acc.name,
+                    "baseline_done": st.baseline_done,
+                    "cursor": st.cursor,
+                    "last_success_at": st.last_success_at,
+                    "lag_seconds": None
+                    if st.last_success_at is None
+                    else round(time.time() - st.last_success_at, 1),
+                    "last_attempt_at": st.last_attempt_at,
+                    "last_error": st.last_error,
+                    "last_reconcile_at": st.last_reconcile_at,
+                    "cycles": st.cycles,
+                    "records": store.count_records(acc.id),
+                }
+            )
         counts = store.delivery_counts()
         handlers = [
-            {"name": h.name, "type": h.type, **counts.get(h.name, {"pending": 0, "dead": 0, "oldest_pending_age": None})}
+            {
+                "name": h.name,
+                "type": h.type,
+                **counts.get(h.name, {"pending": 0, "dead": 0, "oldest_pending_age": None}),
+            }
             for h in settings.handlers
         ]
         out = {"accounts": accounts, "handlers": handlers, "outbox": store.outbox_count()}
@@ -172,10 +194,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     for a in accounts:
-        print(f"account {a['account_id']}{' (' + a['name'] + ')' if a['name'] else ''}: "
-              f"last success {_ago(a['last_success_at'])}, cursor {a['cursor'] or '-'}, "
-              f"{a['records']} records, {a['cycles']} cycles"
-              + (f", LAST ERROR: {a['last_error']}" if a["last_error"] else ""))
+        print(
+            f"account {a['account_id']}{' (' + a['name'] + ')' if a['name'] else ''}: "
+            f"last success {_ago(a['last_success_at'])}, cursor {a['cursor'] or '-'}, "
+            f"{a['records']} records, {a['cycles']} cycles"
+            + (f", LAST ERROR: {a['last_error']}" if a["last_error"] else "")
+        )
     for h in handlers:
         print(f"handler {h['name']} ({h['type']}): {h['pending']} pending, {h['dead']} dead")
     print(f"outbox: {out['outbox']} events")
@@ -188,15 +212,21 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _store(settings)
     try:
-        rows = [describe(d) for d in store.deliveries(status=("dead",) if args.dead else ("pending", "dead"))]
+        rows = [
+            describe(d)
+            for d in store.deliveries(status=("dead",) if args.dead else ("pending", "dead"))
+        ]
     finally:
         store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['status']:7} {r['handler']:16} {r['event_id']} {r['kind']} attempts={r['attempts']}"
-                  + (f" error={r['last_error']}" if r["last_error"] else ""))
+            print(
+                f"{r['status']:7} {r['handler']:16} {r['event_id']} {r['kind']}"
+                f" attempts={r['attempts']}"
+                + (f" error={r['last_error']}" if r["last_error"] else "")
+            )
         print(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
     return 0
 
@@ -220,11 +250,16 @@ async def _test_handler(settings: Settings, name: str) -> int:
 
     chosen = tuple(h for h in settings.handlers if h.name == name)
     if not chosen:
-        raise ConfigError("handler", f"no handler named {name!r}; configured: "
-                          + ", ".join(h.name for h in settings.handlers))
+        raise ConfigError(
+            "handler",
+            f"no handler named {name!r}; configured: "
+            + ", ".join(h.name for h in settings.handlers),
+        )
     target = build_targets(chosen, settings.poller.state_path.parent)[name]
     try:
-        await target.handler.deliver(sample_event(settings.accounts[0].id if settings.accounts else 999999999))
+        await target.handler.deliver(
+            sample_event(settings.accounts[0].id if settings.accounts else 999999999)
+        )
     except Exception as exc:  # report whatever the handler raised
         print(f"handler {name}: FAILED: {type(exc).__name__}: {exc}")
         return 1
@@ -261,8 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("once", "poll every account once, deliver what is due, exit", cmd_once)
-    p.add_argument("--deliver-timeout", type=float, default=60.0,
-                   help="seconds to wait for deliveries and retries falling due (default 60)")
+    p.add_argument(
+        "--deliver-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for deliveries and retries falling due (default 60)",
+    )
     p = add("check", "validate the configuration", cmd_check)
     p.add_argument("--online", action="store_true", help="also call /people/me.json per account")
     p = add("status", "accounts' last cycles and handlers' queues", cmd_status)
@@ -277,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--handler", help="only this handler")
     p = add("test-handler", "send a sample event through one handler", cmd_test_handler)
     p.add_argument("name")
-    p = add("simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False)
+    p = add(
+        "simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False
+    )
     p.add_argument("--port", type=int, default=8950)
     p.add_argument("--host", default="127.0.0.1")
     for extra in _extra_commands():
@@ -310,5 +351,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-

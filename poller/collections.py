@@ -123,7 +123,9 @@ async def fetch_item(
     """
     det = cycle.detector
     try:
-        res = await cycle.client.get(url, validators=cycle.stored_validators(url) if conditional else None)
+        res = await cycle.client.get(
+            url, validators=cycle.stored_validators(url) if conditional else None
+        )
     except NotFound:
         return None
     if isinstance(res, NotModified):
@@ -153,7 +155,9 @@ async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
 # -- listings ----------------------------------------------------------------------
 
 
-async def list_all(cycle: Cycle, path: str, *, conditional: bool = False) -> tuple[str, list[dict[str, Any]]] | None:
+async def list_all(
+    cycle: Cycle, path: str, *, conditional: bool = False
+) -> tuple[str, list[dict[str, Any]]] | None:
     """Every item of a listing; None when answered 304 (conditional only)."""
     url = cycle.url(path)
     res = await cycle.client.get_list(
@@ -168,7 +172,9 @@ async def list_all(cycle: Cycle, path: str, *, conditional: bool = False) -> tup
     return res.url, res.items
 
 
-async def _settle(cycle: Cycle, rtype: str, listed: dict[int, Record], stored_ids: Iterable[int]) -> None:
+async def _settle(
+    cycle: Cycle, rtype: str, listed: dict[int, Record], stored_ids: Iterable[int]
+) -> None:
     for rid in set(stored_ids) - set(listed):
         await verify_gone(cycle, rtype, rid)
 
@@ -199,7 +205,9 @@ async def sync_projects(cycle: Cycle) -> list[int]:
     det = cycle.detector
     got = await list_all(cycle, "/projects.json", conditional=True)
     if got is None:
-        return sorted(r.id for r in det.active("Project").values() if not r.data["fields"].get("archived"))
+        return sorted(
+            r.id for r in det.active("Project").values() if not r.data["fields"].get("archived")
+        )
     url, items = got
     listed = {}
     for item in items:
@@ -210,7 +218,9 @@ async def sync_projects(cycle: Cycle) -> list[int]:
         else:
             det.remember(rec)
     await _settle(cycle, "Project", listed, det.active("Project"))
-    return sorted(pid for pid, rec in listed.items() if not rec.fields.get("archived") and not rec.trashed)
+    return sorted(
+        pid for pid, rec in listed.items() if not rec.fields.get("archived") and not rec.trashed
+    )
 
 
 async def sync_people(cycle: Cycle) -> None:
@@ -234,7 +244,9 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
     old = det.get("Project", pid)
     old_sections = (old.data.get("meta", {}).get("sections") if old else None) or {}
     try:
-        res = await cycle.client.get(url, validators=None if force else cycle.stored_validators(url))
+        res = await cycle.client.get(
+            url, validators=None if force else cycle.stored_validators(url)
+        )
     except NotFound:
         return  # settled by the next projects listing
     if isinstance(res, NotModified):
@@ -249,7 +261,11 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
     for section, types in SECTION_TYPES.items():
         if not any(cycle.watched(t) for t in types):
             continue
-        if section in force or old_sections.get(section) != new_sections.get(section) or not old_sections:
+        if (
+            section in force
+            or old_sections.get(section) != new_sections.get(section)
+            or not old_sections
+        ):
             await SECTION_SYNC[section](cycle, pid)
 
 
@@ -257,7 +273,10 @@ async def _sync_todolists(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     if cycle.watched("Todolist"):
         listed: dict[int, Record] = {}
-        for path in (f"/projects/{pid}/todolists.json", f"/projects/{pid}/todolists/completed.json"):
+        for path in (
+            f"/projects/{pid}/todolists.json",
+            f"/projects/{pid}/todolists/completed.json",
+        ):
             got = await list_all(cycle, path)
             assert got is not None
             for item in got[1]:
@@ -294,20 +313,36 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
     messages: dict[int, Record] = {}
     for item in items:
         topicable = item.get("topicable") if isinstance(item, dict) else None
-        topic = parse("Message", {**item, "subject": item.get("title")}, url, pid) if isinstance(item, dict) else None
+        topic = (
+            parse("Message", {**item, "subject": item.get("title")}, url, pid)
+            if isinstance(item, dict)
+            else None
+        )
         if topic is None or not isinstance(topicable, dict):
             continue
         ttype, tid, turl = topicable.get("type"), topicable.get("id"), topicable.get("url")
         if not isinstance(ttype, str) or not isinstance(tid, int) or not isinstance(turl, str):
             continue
-        topic_key = Record("Topic", topic.id, pid, topic.title, topic.updated_at, {}, {"topicable": [ttype, tid]})
+        topic_key = Record(
+            "Topic", topic.id, pid, topic.title, topic.updated_at, {}, {"topicable": [ttype, tid]}
+        )
         old_topic = det.get("Topic", topic.id)
         changed = old_topic is None or _changed_since(old_topic.updated_at, topic.updated_at)
         det.remember(topic_key)
         if ttype == "Message":
-            msg = Record("Message", tid, pid, topic.title, topic.updated_at,
-                         {"subject": topic.title, "trashed": topic.trashed, "private": topic.private},
-                         {"url": turl, "app_url": topicable.get("app_url"), "created_at": topic.meta.get("created_at")})
+            msg = Record(
+                "Message",
+                tid,
+                pid,
+                topic.title,
+                topic.updated_at,
+                {"subject": topic.title, "trashed": topic.trashed, "private": topic.private},
+                {
+                    "url": turl,
+                    "app_url": topicable.get("app_url"),
+                    "created_at": topic.meta.get("created_at"),
+                },
+            )
             messages[tid] = msg
             if cycle.watched("Message") or cycle.watched("Comment"):
                 await observe_listed(cycle, msg, full=changed)
@@ -327,7 +362,9 @@ async def _sync_documents(cycle: Cycle, pid: int) -> None:
         listed.setdefault(rec.id, rec)
     for rec in listed.values():
         old = det.get("Document", rec.id)
-        await observe_listed(cycle, rec, full=old is None or _changed_since(old.updated_at, rec.updated_at))
+        await observe_listed(
+            cycle, rec, full=old is None or _changed_since(old.updated_at, rec.updated_at)
+        )
     await _settle(cycle, "Document", listed, det.active("Document", pid))
 
 
@@ -345,9 +382,17 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
         if not isinstance(uid, int) or uid in uploads:
             continue
         uploads[uid] = Record(
-            "Upload", uid, pid, str(item.get("name") or f"Upload {uid}"), item.get("updated_at"),
+            "Upload",
+            uid,
+            pid,
+            str(item.get("name") or f"Upload {uid}"),
+            item.get("updated_at"),
             {"trashed": bool(item.get("trashed")), "private": bool(item.get("private"))},
-            {"url": uurl, "app_url": attachable.get("app_url"), "created_at": item.get("created_at")},
+            {
+                "url": uurl,
+                "app_url": attachable.get("app_url"),
+                "created_at": item.get("created_at"),
+            },
         )
     for rec in uploads.values():
         old = det.get("Upload", rec.id)
@@ -358,7 +403,10 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
 async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     listed: dict[int, Record] = {}
-    for path in (f"/projects/{pid}/calendar_events.json", f"/projects/{pid}/calendar_events/past.json"):
+    for path in (
+        f"/projects/{pid}/calendar_events.json",
+        f"/projects/{pid}/calendar_events/past.json",
+    ):
         got = await list_all(cycle, path)
         assert got is not None
         for item in got[1]:
@@ -370,7 +418,8 @@ async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
         old = det.get("CalendarEvent", rec.id)
         old_count = old.data.get("meta", {}).get("comments_count") if old else None
         full = cycle.watched("Comment") and (
-            (old is None and bool(rec.meta.get("comments_count"))) or (old is not None and old_count != rec.meta.get("comments_count"))
+            (old is None and bool(rec.meta.get("comments_count")))
+            or (old is not None and old_count != rec.meta.get("comments_count"))
         )
         await observe_listed(cycle, rec, full=full)
     await _settle(cycle, "CalendarEvent", listed, det.active("CalendarEvent", pid))
@@ -405,7 +454,9 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         groups.setdefault((act.eventable_type, act.eventable_id, act.eventable_url), []).append(act)
     for (etype, eid, eurl), acts in groups.items():
         fetchable = etype in SEGMENT and eid is not None and eurl is not None
-        if fetchable and (cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)):
+        if fetchable and (
+            cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)
+        ):
             assert eid is not None and eurl is not None
             old = det.get(etype, eid)
             pid = acts[-1].project_id

@@ -72,9 +72,7 @@ class PollerSettings(_Strict):
         if isinstance(value, list | tuple):
             for item in value:
                 if item not in WATCHABLE:
-                    raise ValueError(
-                        f"unknown watch entry {item!r}; known: {', '.join(WATCHABLE)}"
-                    )
+                    raise ValueError(f"unknown watch entry {item!r}; known: {', '.join(WATCHABLE)}")
         return value
 
 
@@ -96,9 +94,7 @@ def _read_secret_env(name: str, what: str) -> SecretStr:
     return SecretStr(value)
 
 
-def resolve_secret(
-    data: dict[str, Any], key: str
-) -> SecretStr | None:
+def resolve_secret(data: dict[str, Any], key: str) -> SecretStr | None:
     """Collapse `key` / `key_env` / `key_file` in `data` into one SecretStr (or None).
 
     Relative `_file` paths are taken under `$CREDENTIALS_DIRECTORY` when systemd set it.
@@ -128,7 +124,7 @@ class OAuthSettings(_Strict):
     client_secret: SecretStr
     refresh_token: SecretStr | None = None
     redirect_uri: str = "http://localhost:8765/callback"
-    token_url: str = "https://launchpad.37signals.com/authorization/token"
+    token_url: str = "https://launchpad.37signals.com/authorization/token"  # noqa: S105
     authorization_url: str = "https://launchpad.37signals.com/authorization.json"
 
     @model_validator(mode="before")
@@ -183,7 +179,9 @@ class AccountSettings(_Strict):
             if v is not None
         ]
         if len(methods) > 1:
-            raise ValueError(f"give only one of password, token and oauth (got {', '.join(methods)})")
+            raise ValueError(
+                f"give only one of password, token and oauth (got {', '.join(methods)})"
+            )
         if not methods:
             raise ValueError("no credentials: set password (with username), token, or [oauth]")
         if self.password is not None and not self.username:
@@ -326,7 +324,9 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """The config file to read: `--config`, else `$BCX_POLLER_CONFIG`."""
     raw = explicit or os.environ.get(CONFIG_ENV)
     if not raw:
-        raise ConfigError("--config", f"no configuration file given (use --config or ${CONFIG_ENV})")
+        raise ConfigError(
+            "--config", f"no configuration file given (use --config or ${CONFIG_ENV})"
+        )
     return Path(raw)
 
 

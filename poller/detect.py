@@ -98,7 +98,9 @@ class Detector:
         return {
             rid: rec
             for (t, rid), rec in self.records.items()
-            if t == rtype and rec is not None and (project_id is None or rec.project_id == project_id)
+            if t == rtype
+            and rec is not None
+            and (project_id is None or rec.project_id == project_id)
         }
 
     def active(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
@@ -115,7 +117,9 @@ class Detector:
             if t == "Comment" and rec is not None and (rec.parent_type, rec.parent_id) == parent
         }
 
-    def project_ref(self, project_id: int | None, fallback_name: str | None = None) -> dict[str, Any] | None:
+    def project_ref(
+        self, project_id: int | None, fallback_name: str | None = None
+    ) -> dict[str, Any] | None:
         if project_id is None:
             return None
         rec = self.get("Project", project_id)
@@ -128,20 +132,27 @@ class Detector:
         self.records[(rec.type, rec.id)] = rec
         self.changed[(rec.type, rec.id)] = rec
 
-    def remember(self, record: Record, *, state: str | None = None, extra_meta: dict[str, Any] | None = None) -> StoredRecord:
+    def remember(
+        self, record: Record, *, state: str | None = None, extra_meta: dict[str, Any] | None = None
+    ) -> StoredRecord:
         """Store the new version of a record (merged over the old) without diffing."""
         old = self.get(record.type, record.id)
         data = record.stored()
         if old is not None:
             data["fields"] = merge_fields(old.data.get("fields"), record.fields)
-            data["meta"] = {**old.data.get("meta", {}), **{k: v for k, v in record.meta.items() if v is not None}}
+            data["meta"] = {
+                **old.data.get("meta", {}),
+                **{k: v for k, v in record.meta.items() if v is not None},
+            }
         if extra_meta:
             data["meta"].update(extra_meta)
         new_state = state or ("trashed" if data["fields"].get("trashed") else "active")
         rec = StoredRecord(
             type=record.type,
             id=record.id,
-            project_id=record.project_id if record.project_id is not None else (old.project_id if old else None),
+            project_id=record.project_id
+            if record.project_id is not None
+            else (old.project_id if old else None),
             parent_type=record.parent[0] if record.parent else None,
             parent_id=record.parent[1] if record.parent else None,
             updated_at=record.updated_at or (old.updated_at if old else None),
@@ -166,9 +177,13 @@ class Detector:
         if old is not None and old.state == "gone" and not record.trashed:
             changes = [Change(f"{kind_prefix(record.type)}_created", {})]
         self.remember(record)
-        return [self._emit(c, record, activities or [], parent_record=parent_record) for c in changes]
+        return [
+            self._emit(c, record, activities or [], parent_record=parent_record) for c in changes
+        ]
 
-    def gone(self, rtype: str, rid: int, activities: list[Activity] | None = None) -> list[dict[str, Any]]:
+    def gone(
+        self, rtype: str, rid: int, activities: list[Activity] | None = None
+    ) -> list[dict[str, Any]]:
         """A verified disappearance (complete listing lacks it and the item answers 404)."""
         old = self.get(rtype, rid)
         if old is None or old.state != "active":
@@ -185,7 +200,10 @@ class Detector:
             fields=old.data.get("fields", {}),
             meta=old.data.get("meta", {}),
         )
-        return [self._emit(c, record, activities or [], discriminator=f"gone:{old.updated_at}") for c in changes]
+        return [
+            self._emit(c, record, activities or [], discriminator=f"gone:{old.updated_at}")
+            for c in changes
+        ]
 
     def observe_comments(
         self,
@@ -210,17 +228,46 @@ class Detector:
             old = stored.get(comment.id)
             if old is None:
                 created = parse_ts(comment.meta.get("created_at"))
-                is_new = previous is None or known or (since is not None and created is not None and created > since)
+                is_new = (
+                    previous is None
+                    or known
+                    or (since is not None and created is not None and created > since)
+                )
                 self.remember(comment)
                 if is_new and not comment.trashed:
-                    out.append(self._emit(Change("comment_created", {}), comment, activities, parent_record=item, discriminator=f"comment:{comment.id}"))
+                    out.append(
+                        self._emit(
+                            Change("comment_created", {}),
+                            comment,
+                            activities,
+                            parent_record=item,
+                            discriminator=f"comment:{comment.id}",
+                        )
+                    )
                 continue
             out.extend(self.observe(comment, activities, parent_record=item))
         for cid, old in stored.items():
             if cid not in present and old.state == "active":
-                old_record = Record("Comment", cid, old.project_id, old.data.get("title", ""), old.updated_at, old.data.get("fields", {}), old.data.get("meta", {}), (item.type, item.id))
+                old_record = Record(
+                    "Comment",
+                    cid,
+                    old.project_id,
+                    old.data.get("title", ""),
+                    old.updated_at,
+                    old.data.get("fields", {}),
+                    old.data.get("meta", {}),
+                    (item.type, item.id),
+                )
                 self._keep(StoredRecord(**{**old.__dict__, "state": "gone"}))
-                out.append(self._emit(Change("comment_trashed", {"trashed": [False, True]}), old_record, activities, parent_record=item, discriminator=f"gone:{cid}"))
+                out.append(
+                    self._emit(
+                        Change("comment_trashed", {"trashed": [False, True]}),
+                        old_record,
+                        activities,
+                        parent_record=item,
+                        discriminator=f"gone:{cid}",
+                    )
+                )
         prev = self.records.get((item.type, item.id))
         if prev is not None:
             prev.data.setdefault("meta", {})["comments_known"] = True
@@ -236,7 +283,9 @@ class Detector:
         rid = activity.eventable_id if activity.eventable_id is not None else activity.id
         self.explained.add(activity.id)
         event = Event(
-            id=event_id(self.account_id, kind, activity.eventable_type, rid, f"activity:{activity.id}"),
+            id=event_id(
+                self.account_id, kind, activity.eventable_type, rid, f"activity:{activity.id}"
+            ),
             kind=kind,
             account_id=self.account_id,
             project=self.project_ref(activity.project_id, activity.project_name),
@@ -291,28 +340,45 @@ class Detector:
         if activity is not None:
             self.explained.update(a.id for a in activities)
         if discriminator is None:
-            new_values = json.dumps({k: v[1] for k, v in sorted(change.changes.items())}, sort_keys=True, default=str)
+            new_values = json.dumps(
+                {k: v[1] for k, v in sorted(change.changes.items())}, sort_keys=True, default=str
+            )
             discriminator = f"{record.updated_at}|{new_values}"
-        target = parent_record if change.kind.startswith("comment_") and parent_record is not None else record
+        target = (
+            parent_record
+            if change.kind.startswith("comment_") and parent_record is not None
+            else record
+        )
         meta = record.meta
         creator = activity.creator if activity is not None else self._creator(change.kind, record)
         title = plain_text(target.title)
         created_at = (
             activity.created_at
             if activity is not None
-            else (meta.get("created_at") if change.kind.endswith("_created") else None) or record.updated_at or now_iso()
+            else (meta.get("created_at") if change.kind.endswith("_created") else None)
+            or record.updated_at
+            or now_iso()
         )
         if activity is not None and _hint(activity.action) is not None:
             summary = self._activity_summary(activity)
         else:
-            verb = _VERB.get(_suffix(change.kind, prefix), _suffix(change.kind, prefix).replace("_", " "))
+            verb = _VERB.get(
+                _suffix(change.kind, prefix), _suffix(change.kind, prefix).replace("_", " ")
+            )
             noun = _NOUN.get(prefix, prefix.replace("_", " "))
             who = (creator or {}).get("name") or "Someone"
             if change.kind == "comment_created":
-                summary = f"{who} commented on {title}: {plain_text(record.fields.get('content'))[:200]}"
+                summary = (
+                    f"{who} commented on {title}: {plain_text(record.fields.get('content'))[:200]}"
+                )
             else:
                 summary = f"{who} {verb} {noun}: {title}"
-        details: dict[str, Any] = {"record": (parent_record.raw if target is parent_record and parent_record else record.raw) or None}
+        details: dict[str, Any] = {
+            "record": (
+                parent_record.raw if target is parent_record and parent_record else record.raw
+            )
+            or None
+        }
         if target is not record:
             details["comment"] = record.raw or None
         if activity is not None:
@@ -321,7 +387,9 @@ class Detector:
             id=event_id(self.account_id, change.kind, record.type, record.id, discriminator),
             kind=change.kind,
             account_id=self.account_id,
-            project=self.project_ref(target.project_id, activity.project_name if activity else None),
+            project=self.project_ref(
+                target.project_id, activity.project_name if activity else None
+            ),
             recording={
                 "id": target.id,
                 "type": target.type,
@@ -354,4 +422,8 @@ class Detector:
         return None
 
     def to_write(self) -> CycleWrite:
-        return CycleWrite(account_id=self.account_id, records=list(self.changed.values()), events=list(self.events))
+        return CycleWrite(
+            account_id=self.account_id,
+            records=list(self.changed.values()),
+            events=list(self.events),
+        )

@@ -81,7 +81,9 @@ def classify(
     rest = dict(changes)
     if rtype in _ARCHIVABLE and "archived" in rest:
         was, now = rest.pop("archived")
-        out.append(Change(f"{prefix}_{'archived' if now else 'unarchived'}", {"archived": [was, now]}))
+        out.append(
+            Change(f"{prefix}_{'archived' if now else 'unarchived'}", {"archived": [was, now]})
+        )
     for fname, kind in _SPECIFIC.get(rtype, {}).items():
         if fname not in rest:
             continue

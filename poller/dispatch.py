@@ -52,7 +52,9 @@ def build_targets(handlers: tuple[HandlerSettings, ...], state_dir: Path) -> dic
     return out
 
 
-def backoff(settings: HandlerSettings, attempts: int, jitter: Callable[[], float] = random.random) -> float:
+def backoff(
+    settings: HandlerSettings, attempts: int, jitter: Callable[[], float] = random.random
+) -> float:
     """Delay before retry number `attempts` (1 = first retry): initial * 2^(n-1), capped,
     with +-20 % jitter so many failing deliveries do not retry in lock-step."""
     base = min(settings.retry_max, settings.retry_initial * (2 ** max(0, attempts - 1)))
@@ -100,7 +102,9 @@ class Dispatcher:
                 done += 1
 
     async def _attempt(self, target: Target, delivery: Delivery) -> bool:
-        bound = log.bind(handler=target.name, event_id=delivery.event.get("id"), kind=delivery.event.get("kind"))
+        bound = log.bind(
+            handler=target.name, event_id=delivery.event.get("id"), kind=delivery.event.get("kind")
+        )
         try:
             await target.handler.deliver(delivery.event)
         except PermanentHandlerError as exc:
@@ -116,7 +120,10 @@ class Dispatcher:
             retry_after = exc.retry_after if isinstance(exc, HandlerError) else None
             delay = retry_after if retry_after is not None else backoff(target.settings, attempts)
             settings = target.settings
-            if attempts >= settings.max_attempts or now + delay - delivery.first_at > settings.max_age:
+            if (
+                attempts >= settings.max_attempts
+                or now + delay - delivery.first_at > settings.max_age
+            ):
                 self.store.mark_failed(target.name, delivery.seq, error, None)
                 bound.warning("delivery_dead", error=error, attempts=attempts)
                 return True
@@ -132,9 +139,9 @@ class Dispatcher:
         times = [t for t in (self.store.next_due_at(n) for n in self.targets) if t is not None]
         return min(times) if times else None
 
-    async def drain(self, timeout: float) -> int:
-        """Deliver until nothing pending falls due within `timeout` seconds."""
-        deadline = self.clock() + timeout
+    async def drain(self, within: float) -> int:
+        """Deliver until nothing pending falls due within `within` seconds."""
+        deadline = self.clock() + within
         total = 0
         while True:
             total += await self.deliver_due()

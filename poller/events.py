@@ -1,18 +1,18 @@
 """The event envelope every handler receives, and how its stable id is made.
 
-    id          string, stable idempotency key (same change -> same id, always)
-    kind        e.g. "todo_completed"
-    account_id  int
-    project     {id, name} or None
-    recording   {id, type, url, app_url, title}   (for comment_created: the commented item)
-    creator     {id, name} or None                (who did it, when Basecamp says so)
-    changes     {field: [old, new]}               ({} when none)
-    created_at  ISO 8601, when it happened per Basecamp (detection time if unknown)
-    detected_at ISO 8601
-    summary     plain text: tags stripped, entities decoded
-    source      "activity" | "diff" | "activity+diff"
-    details     the raw Basecamp payload(s): {"record": ..., "activity": ...}
-    private     bool, whether Basecamp marks the item private
+id          string, stable idempotency key (same change -> same id, always)
+kind        e.g. "todo_completed"
+account_id  int
+project     {id, name} or None
+recording   {id, type, url, app_url, title}   (for comment_created: the commented item)
+creator     {id, name} or None                (who did it, when Basecamp says so)
+changes     {field: [old, new]}               ({} when none)
+created_at  ISO 8601, when it happened per Basecamp (detection time if unknown)
+detected_at ISO 8601
+summary     plain text: tags stripped, entities decoded
+source      "activity" | "diff" | "activity+diff"
+details     the raw Basecamp payload(s): {"record": ..., "activity": ...}
+private     bool, whether Basecamp marks the item private
 """
 
 from __future__ import annotations
@@ -48,13 +48,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_id(account_id: int, kind: str, rec_type: str, rec_id: int | str, discriminator: str) -> str:
+def event_id(
+    account_id: int, kind: str, rec_type: str, rec_id: int | str, discriminator: str
+) -> str:
     """A deterministic id: a hash of what identifies the change, never of when we saw it.
 
     `discriminator` is what makes this change different from another change of the same
     kind on the same record: typically the record's new `updated_at`, or a comment id.
     """
-    raw = json.dumps([account_id, kind, rec_type, str(rec_id), discriminator], separators=(",", ":"))
+    raw = json.dumps(
+        [account_id, kind, rec_type, str(rec_id), discriminator], separators=(",", ":")
+    )
     return "bcx_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

@@ -63,7 +63,9 @@ class OAuthAuth:
                 headers={"User-Agent": self.account.user_agent},
             )
         except httpx.HTTPError as exc:
-            raise AuthError(f"token refresh failed: {type(exc).__name__}", url=self.oauth.token_url) from None
+            raise AuthError(
+                f"token refresh failed: {type(exc).__name__}", url=self.oauth.token_url
+            ) from None
         if resp.status_code != 200:
             log.warning("oauth_refresh_refused", account=self.account.id, status=resp.status_code)
             return False
@@ -71,10 +73,16 @@ class OAuthAuth:
             data = resp.json()
             access = str(data["access_token"])
         except (ValueError, KeyError, TypeError):
-            raise AuthError("token refresh answered without an access_token", url=self.oauth.token_url) from None
+            raise AuthError(
+                "token refresh answered without an access_token", url=self.oauth.token_url
+            ) from None
         expires_in = data.get("expires_in")
-        expires_at = time.time() + float(expires_in) if isinstance(expires_in, int | float) else None
-        new_refresh = data.get("refresh_token") if isinstance(data.get("refresh_token"), str) else None
+        expires_at = (
+            time.time() + float(expires_in) if isinstance(expires_in, int | float) else None
+        )
+        new_refresh = (
+            data.get("refresh_token") if isinstance(data.get("refresh_token"), str) else None
+        )
         self.store.save_token(self.account.id, access, new_refresh or refresh, expires_at)
         log.info("oauth_token_refreshed", account=self.account.id)
         return True

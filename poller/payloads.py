@@ -202,7 +202,9 @@ def _put(fields: dict[str, Any], r: _Reader, key: str, value: Any) -> None:
         fields[key] = value
 
 
-def _common(r: _Reader, rtype: str, project_hint: int | None) -> tuple[int, int | None, dict[str, Any]]:
+def _common(
+    r: _Reader, rtype: str, project_hint: int | None
+) -> tuple[int, int | None, dict[str, Any]]:
     rid = r.id()
     url = r.text("url")
     app_url = r.text("app_url")
@@ -259,7 +261,15 @@ def parse_project(obj: Any, url: str = "", project_hint: int | None = None) -> R
     for key in ("archived", "draft", "template", "is_client_project"):
         _put(fields, r, key, bool(r.flag(key)))
     sections: dict[str, Any] = {}
-    for name in ("accesses", "attachments", "calendar_events", "documents", "topics", "todolists", "forwards"):
+    for name in (
+        "accesses",
+        "attachments",
+        "calendar_events",
+        "documents",
+        "topics",
+        "todolists",
+        "forwards",
+    ):
         block = r.obj.get(name)
         if isinstance(block, dict):
             b = _Reader(block, f"project.{name}", url)
@@ -380,9 +390,7 @@ def parse_calendar_event(obj: Any, url: str = "", project_hint: int | None = Non
     return _finish("CalendarEvent", r, rid, pid, r.text("summary"), fields, meta)
 
 
-def parse_comment(
-    obj: Any, url: str, parent: tuple[str, int], project_id: int | None
-) -> Record:
+def parse_comment(obj: Any, url: str, parent: tuple[str, int], project_id: int | None) -> Record:
     r = _Reader(obj, "comment", url)
     rid, _, meta = _common(r, "Comment", project_id)
     fields: dict[str, Any] = {}
@@ -452,7 +460,9 @@ class Activity:
         return (self.id, self.updated_at)
 
 
-_TYPE_IN_URL = re.compile(r"/(todos|todolists|messages|documents|uploads|calendar_events|attachments|forwards)/(\d+)")
+_TYPE_IN_URL = re.compile(
+    r"/(todos|todolists|messages|documents|uploads|calendar_events|attachments|forwards)/(\d+)"
+)
 _URL_TYPES = {
     "todos": "Todo",
     "todolists": "Todolist",

@@ -109,9 +109,7 @@ async def poll_account(
     write.validators = cycle.validators
     write.drop_validators = cycle.drop_validators
     write.seen_activity = [
-        (a.id, a.updated_at, _ts(a.created_at))
-        for a in page.all
-        if a.key not in seen
+        (a.id, a.updated_at, _ts(a.created_at)) for a in page.all if a.key not in seen
     ]
     write.prune_activity_before = wall - 2 * settings.feed_overlap - 86400
     added = store.commit_cycle(write, route)

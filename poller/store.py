@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,10 +209,8 @@ class Store:
                 yield self.conn
                 self.conn.execute("COMMIT")
             except BaseException as exc:
-                try:
+                with suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
                 if isinstance(exc, sqlite3.Error):
                     raise StateError(f"state database write failed: {exc}") from exc
                 raise
@@ -269,7 +267,9 @@ class Store:
                 (account_id, now, error[:2000]),
             )
 
-    def seen_activity(self, account_id: int, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    def seen_activity(
+        self, account_id: int, keys: Iterable[tuple[int, str]]
+    ) -> set[tuple[int, str]]:
         """Which of these (activity id, updated_at) pairs were processed before."""
         keys = list(keys)
         if not keys:
@@ -280,7 +280,7 @@ class Store:
             ids = sorted({k[0] for k in chunk})
             marks = ",".join("?" * len(ids))
             for row in self._query(
-                f"SELECT activity_id, updated_at FROM seen_activity WHERE account_id = ?"  # noqa: S608
+                f"SELECT activity_id, updated_at FROM seen_activity WHERE account_id = ?"
                 f" AND activity_id IN ({marks})",
                 [account_id, *ids],
             ):
@@ -296,7 +296,7 @@ class Store:
             chunk = ids[start : start + 400]
             marks = ",".join("?" * len(chunk))
             for row in self._query(
-                f"SELECT DISTINCT activity_id FROM seen_activity WHERE account_id = ?"  # noqa: S608
+                f"SELECT DISTINCT activity_id FROM seen_activity WHERE account_id = ?"
                 f" AND activity_id IN ({marks})",
                 [account_id, *chunk],
             ):
@@ -391,12 +391,12 @@ class Store:
                 sets.append("last_reconcile_at = ?")
                 params.append(write.reconciled_at)
             conn.execute(
-                f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",  # noqa: S608
+                f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",
                 [*params, aid],
             )
             conn.executemany(
-                "INSERT OR IGNORE INTO seen_activity (account_id, activity_id, updated_at, created_ts)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO seen_activity"
+                " (account_id, activity_id, updated_at, created_ts) VALUES (?, ?, ?, ?)",
                 [(aid, a, u, t) for a, u, t in write.seen_activity],
             )
             if write.prune_activity_before is not None:
@@ -438,7 +438,8 @@ class Store:
             for event in write.events:
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO outbox (id, account_id, kind, project_id, private,"
-                    " created_at, detected_at, detected_ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, detected_at, detected_ts, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event["id"],
                         aid,
@@ -576,7 +577,9 @@ class Store:
             " WHERE status IN ('pending', 'dead') GROUP BY handler, status"
         ):
             r: dict[str, Any] = row
-            entry = out.setdefault(r["handler"], {"pending": 0, "dead": 0, "oldest_pending_age": None})
+            entry = out.setdefault(
+                r["handler"], {"pending": 0, "dead": 0, "oldest_pending_age": None}
+            )
             entry[r["status"]] = int(r["n"])
             if r["status"] == "pending":
                 entry["oldest_pending_age"] = max(0.0, now - float(r["oldest"]))

@@ -17,7 +17,9 @@ EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "basecamp2" /
 if not EXAMPLES.is_dir():  # CI lays shared/ beside the clone
     EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "basecamp2" / "examples"
 
-pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="shared/basecamp2/examples not present")
+pytestmark = pytest.mark.skipif(
+    not EXAMPLES.is_dir(), reason="shared/basecamp2/examples not present"
+)
 
 
 def load(name: str) -> Any:

@@ -111,7 +111,8 @@ async def poll_account(
     write.seen_activity = [
         (a.id, a.updated_at, _ts(a.created_at)) for a in page.all if a.key not in seen
     ]
-    write.prune_activity_before = wall - 2 * settings.feed_overlap - 86400
+    if page.cursor is not None:  # relative to Basecamp's clock, not ours
+        write.prune_activity_before = _ts(page.cursor) - 2 * settings.feed_overlap - 3600
     added = store.commit_cycle(write, route)
     report = CycleReport(
         account_id=account_id,

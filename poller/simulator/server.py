@@ -89,7 +89,9 @@ def serve(app: SimulatorApp, host: str = "127.0.0.1", port: int = 0) -> Iterator
     without an answer) and the socket is closed.
     """
     server = _Server((host, port), app)
-    thread = threading.Thread(target=server.serve_forever, name="bcx-simulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="bcx-simulator", daemon=True
+    )
     thread.start()
     bound_host, bound_port = server.server_address[:2]
     try:

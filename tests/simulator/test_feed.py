@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import httpx
 
 from poller.simulator import Account, ManualClock
@@ -33,15 +35,13 @@ async def test_since_filters_strictly_after_with_encoded_offsets(
     clock.advance(0.25)
     account.complete_todo(world.todo)
     # the same instant written with a '+' offset, which httpx encodes as %2B
-    from datetime import datetime, timedelta, timezone
-
     instant = datetime.fromisoformat(newest).astimezone(timezone(timedelta(hours=2)))
     plus = instant.isoformat(timespec="milliseconds")
     assert "+02:00" in plus
     fresh = (await any_client.get("events.json", params={"since": plus})).json()
     assert [e["action"] for e in fresh] == ["completed a to-do"]
     assert fresh[0]["eventable"]["id"] == world.todo
-    zulu = instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    zulu = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
     assert len((await any_client.get("events.json", params={"since": zulu})).json()) == 1
     whole_seconds = instant.strftime("%Y-%m-%dT%H:%M:%S%z")  # no fraction, +0200
     assert len((await any_client.get("events.json", params={"since": whole_seconds})).json()) == 1
@@ -95,7 +95,9 @@ async def test_comment_event_shape(
 ) -> None:
     since = (await client.get("events.json")).json()[0]["created_at"]
     clock.advance(1)
-    comment = account.add_comment("calendar_event", world.entry, "I'll be there! <b>", by=world.jane)
+    comment = account.add_comment(
+        "calendar_event", world.entry, "I'll be there! <b>", by=world.jane
+    )
     (event,) = (await client.get("events.json", params={"since": since})).json()
     assert event["action"] == "commented on"
     assert event["target"] == "Launch day"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from poller.simulator import Account, ManualClock, SimulatorApp
-from tests.simulator.conftest import UA, World
+from poller.simulator import Account, ManualClock, SimulatorApp, SimulatorTransport
+from tests.simulator.conftest import UA, World, make_client
 
 
 async def test_missing_user_agent_is_400(any_client: httpx.AsyncClient, world: World) -> None:
@@ -146,9 +146,6 @@ async def test_projects_and_people_ignore_page(
 async def test_rate_limit_429_with_retry_after(account: Account, world: World) -> None:
     now = [100.0]
     app = SimulatorApp(account, rate_limit=3, rate_window=10, monotonic=lambda: now[0])
-    from tests.simulator.conftest import make_client
-    from poller.simulator import SimulatorTransport
-
     async with make_client("https://bcx.test", SimulatorTransport(app)) as c:
         first = await c.get("projects.json")
         etag = first.headers["ETag"]

@@ -34,9 +34,7 @@ async def test_adding_a_todo_moves_the_section_summary(
     assert lists[0]["remaining_count"] == 2
 
 
-async def test_empty_sections_have_null_updated_at(
-    client: httpx.AsyncClient, world: World
-) -> None:
+async def test_empty_sections_have_null_updated_at(client: httpx.AsyncClient, world: World) -> None:
     empty = (await client.get(f"projects/{world.other_project}.json")).json()
     for section in ("attachments", "calendar_events", "documents", "topics", "todolists"):
         assert empty[section]["updated_at"] is None, section
@@ -86,7 +84,9 @@ async def test_trashed_items_404_and_leave_lists(
     assert (await client.get("attachments.json")).json() == []
     assert (await client.get(f"projects/{p}/topics.json")).json() == []
     assert (await client.get(f"projects/{p}/calendar_events.json")).json() == []
-    trashed = (await client.get(f"projects/{p}/todolists/{world.todolist}/todos/trashed.json")).json()
+    trashed = (
+        await client.get(f"projects/{p}/todolists/{world.todolist}/todos/trashed.json")
+    ).json()
     assert [t["id"] for t in trashed] == [world.todo]
     assert trashed[0]["trashed"] is True
 
@@ -95,7 +95,9 @@ async def test_trashed_list_and_project(
     client: httpx.AsyncClient, account: Account, world: World
 ) -> None:
     account.trash_todolist(world.todolist)
-    assert (await client.get(f"projects/{world.project}/todos/{world.todo}.json")).status_code == 404
+    assert (
+        await client.get(f"projects/{world.project}/todos/{world.todo}.json")
+    ).status_code == 404
     trashed = (await client.get("todolists/trashed.json")).json()
     assert [t["id"] for t in trashed] == [world.todolist]
     account.trash_project(world.project)

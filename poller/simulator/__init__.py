@@ -5,9 +5,10 @@
     transport = SimulatorTransport(app)              # httpx, no sockets
     with serve(app) as base_url: ...                 # real HTTP on 127.0.0.1
 
-Modules: clock (time and formats), model (records), account (state and mutations),
-populate (bulk and demo data), render (JSON shapes), routes (GET endpoints), auth
-(credentials, Launchpad), faults, requestlog, api (`SimulatorApp`), transport, server.
+Modules: clock (time and formats), model (records), state (storage and shared
+rules), account + content (mutations), queries (read side, snapshot), populate (bulk and
+demo data), render (JSON shapes), routes (GET endpoints), auth (credentials, Launchpad),
+faults, requestlog, api (`SimulatorApp`), transport, server.
 """
 
 from poller.simulator.account import UNSET, Account, Moved, NotFound

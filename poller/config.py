@@ -12,6 +12,7 @@ and they are only unwrapped at the point of use.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -216,6 +217,9 @@ class AccountSettings(_Strict):
         return self.name or str(self.id)
 
 
+_SECRETISH = re.compile(r"secret|pass|token|auth|key|webhook_url|headers|env|url", re.I)
+
+
 class HandlerSettings(BaseModel):
     """One `[[handlers]]` entry. Type-specific options are checked by the handler's own model."""
 
@@ -237,6 +241,17 @@ class HandlerSettings(BaseModel):
     def options(self) -> dict[str, Any]:
         """The type-specific settings (everything not common to all handlers)."""
         return dict(self.model_extra or {})
+
+    def __repr_args__(self) -> Any:
+        # Type-specific options are raw values until the handler's Options model validates
+        # them, so secrets (webhook `secrets`, a Slack `webhook_url`, credentials in
+        # `headers` or `env`) would show up in str()/repr(). Mask the ones that may hold one.
+        extra = self.model_extra or {}
+        for key, value in super().__repr_args__():
+            if key in extra and _SECRETISH.search(str(key)):
+                yield key, "**********"
+            else:
+                yield key, value
 
 
 class MetricsSettings(_Strict):
@@ -276,17 +291,23 @@ class Settings(BaseSettings):
         # The file's contents arrive as init kwargs; the environment overrides them.
         return (env_settings, init_settings)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Settings:
-        ids = [a.id for a in self.accounts]
+    @field_validator("accounts")
+    @classmethod
+    def _unique_ids(cls, value: tuple[AccountSettings, ...]) -> tuple[AccountSettings, ...]:
+        ids = [a.id for a in value]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
-            raise ValueError(f"accounts: duplicate id {sorted(dup)[0]}")
-        names = [h.name for h in self.handlers]
-        dupn = {n for n in names if names.count(n) > 1}
-        if dupn:
-            raise ValueError(f"handlers: duplicate name {sorted(dupn)[0]!r}")
-        return self
+            raise ValueError(f"duplicate id {sorted(dup)[0]}")
+        return value
+
+    @field_validator("handlers")
+    @classmethod
+    def _unique_names(cls, value: tuple[HandlerSettings, ...]) -> tuple[HandlerSettings, ...]:
+        names = [h.name for h in value]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate name {sorted(dup)[0]!r}")
+        return value
 
     def account(self, account_id: int) -> AccountSettings:
         for acc in self.accounts:

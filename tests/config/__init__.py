@@ -1,0 +1,1 @@
+"""Tests of the configuration file, its example and `bcx-poller check`."""

@@ -28,7 +28,7 @@ import json
 import math
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +48,7 @@ DEMO_PASSWORD = "demo"  # noqa: S105 - a published demo credential, not a secret
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 _API = re.compile(r"^/(\d+)/api/v1/(.*)$")
+_MAX_VALIDATORS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ class SimulatorApp:
         self.monotonic = monotonic
         self.base_url = base_url.rstrip("/")
         self.rate = _RateWindow(rate_limit, rate_window)
-        self._validators: dict[str, _Validator] = {}
+        self._validators: OrderedDict[str, _Validator] = OrderedDict()
         self._etag_churn = 0
         self._not_found_count = 0
 
@@ -242,7 +243,11 @@ class SimulatorApp:
         known = self._validators.get(key)
         if known is None:
             known = self._validators[key] = _Validator(etag, now)
-        elif known.etag != etag:
+            if len(self._validators) > _MAX_VALIDATORS:  # forget the least recently used
+                self._validators.popitem(last=False)
+        else:
+            self._validators.move_to_end(key)
+        if known.etag != etag:
             known.etag = etag
             known.last_modified = max(now, known.last_modified + timedelta(seconds=1))
         if churn:

@@ -135,6 +135,18 @@ def events(c: Ctx) -> Any:
     return [c.r.event(e, bucket=True) for e in c.account.feed(None, _since(c))]
 
 
+@route("people/{id}/events", paged=True)
+def person_events(c: Ctx, pid: int) -> Any:
+    c.account.visible_person(pid)
+    mine = [e for e in c.account.feed(None, _since(c)) if e.creator_id == pid]
+    return [_without_creator(c.r.event(e, bucket=True)) for e in mine]
+
+
+def _without_creator(event: dict[str, Any]) -> dict[str, Any]:
+    event.pop("creator", None)
+    return event
+
+
 @route("projects/{id}/events", paged=True)
 def project_events(c: Ctx, pid: int) -> Any:
     project = c.account.visible_project(pid)

@@ -142,3 +142,39 @@ def test_run_prints_credentials_and_serves_until_stopped() -> None:
         stop.set()
         worker.join(timeout=5)
     assert not worker.is_alive()
+
+
+async def test_mutations_while_serving_stay_consistent(app: SimulatorApp) -> None:
+    """The main thread mutates while the server thread renders: every answer is whole."""
+    account = app.account
+    project = account.create_project("Busy")
+    todolist = account.create_todolist(project, "Churn")
+    stop = threading.Event()
+
+    def mutate() -> None:
+        for n in range(400):
+            if stop.is_set():
+                return
+            todo = account.create_todo(todolist, f"t{n}")
+            account.complete_todo(todo)
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=mutate)
+    with serve(app) as base:
+        writer.start()
+        try:
+            async with httpx.AsyncClient(
+                base_url=account_base_url(base, account.account_id) + "/",
+                auth=(DEMO_USERNAME, DEMO_PASSWORD),
+                headers={"User-Agent": UA},
+            ) as c:
+                for _ in range(30):
+                    body = (await c.get(f"projects/{project}/todolists/{todolist}.json")).json()
+                    done = body["todos"]["completed"]
+                    # counts and embedded lists come from one consistent state
+                    assert body["completed_count"] == len(done)
+                    assert body["remaining_count"] == len(body["todos"]["remaining"])
+        finally:
+            stop.set()
+            writer.join(timeout=5)
+    assert len(account.todolists[todolist].todo_ids) > 0

@@ -211,3 +211,12 @@ def test_populate_is_fast_and_serves_fast(clock: ManualClock) -> None:
             r = c.get(f"projects/{projects[0]}/todos.json", params={"page": page})
             assert len(r.json()) == 50
         assert time.perf_counter() - started < 1.0
+
+
+async def test_person_events_have_bucket_but_no_creator(
+    client: httpx.AsyncClient, account: Account, world: World
+) -> None:
+    account.add_comment("todo", world.todo, "from jane", by=world.jane)
+    events = (await client.get(f"people/{world.jane}-jane-doe/events.json")).json()
+    assert [e["action"] for e in events] == ["commented on"]
+    assert "creator" not in events[0] and events[0]["bucket"]["id"] == world.project

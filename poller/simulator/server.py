@@ -133,7 +133,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m poller.simulator.server [--host H] [--port N] [--account-id ID]`."""
+    """`python -m poller.simulator [--host H] [--port N] [--account-id ID]`; returns 0."""
     parser = argparse.ArgumentParser(description="Run the Basecamp 2 simulator.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

@@ -42,27 +42,29 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _secret_values(settings: Settings) -> list[str]:
+    """Every secret of the configuration, for the log redaction processor."""
+    from pydantic import BaseModel, SecretStr
+
+    from handlers.registry import validate_handler_settings
+
     out: list[str] = []
-    for acc in settings.accounts:
-        for s in (acc.password, acc.token):
-            if s is not None:
-                out.append(s.get_secret_value())
-        if acc.oauth is not None:
-            out.append(acc.oauth.client_secret.get_secret_value())
-            if acc.oauth.refresh_token is not None:
-                out.append(acc.oauth.refresh_token.get_secret_value())
-    for h in settings.handlers:
-        for value in h.options.values():
-            if isinstance(value, str) and (
-                value.startswith("whsec_") or "hooks.slack.com" in value
-            ):
-                out.append(value)
-            if isinstance(value, list):
-                out.extend(v for v in value if isinstance(v, str) and v.startswith("whsec_"))
-        for key in ("password", "webhook_url"):
-            value = h.options.get(key)
-            if isinstance(value, str):
-                out.append(value)
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretStr):
+            out.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(settings)
+    for index, handler in enumerate(settings.handlers):
+        walk(validate_handler_settings(handler, field=f"handlers[{index}]"))
     return out
 
 

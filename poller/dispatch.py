@@ -88,7 +88,19 @@ class Dispatcher:
         """One pass: every handler delivers what is due now, concurrently. Returns the
         number of successful deliveries."""
         results = await asyncio.gather(*(self._run_handler(t) for t in self.targets.values()))
+        await self.flush()
         return sum(results)
+
+    async def flush(self, force: bool = False) -> None:
+        """Let handlers that batch (email digests) send what has waited long enough."""
+        for target in self.targets.values():
+            flush = getattr(target.handler, "flush", None)
+            if flush is None:
+                continue
+            try:
+                await flush(force=force)
+            except Exception as exc:  # the spool stays; the next pass tries again
+                log.warning("handler_flush_failed", handler=target.name, error=str(exc))
 
     async def _run_handler(self, target: Target) -> int:
         done = 0

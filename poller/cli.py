@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Any]:
     """Commands living in their own modules (daemon, demo)."""
     out = []
-    for module in ("poller.daemon", "poller.demo"):
+    for module in ("poller.daemon", "poller.demo", "poller.commands"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:

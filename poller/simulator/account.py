@@ -17,7 +17,6 @@ or `Moved` (the item lives in another project; carries the right project id).
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from poller.simulator.content import ContentMutations
 from poller.simulator.model import (
@@ -357,8 +356,31 @@ class Account(ContentMutations, AccountQueries):
 
     # ------------------------------------------------------------------ bulk
 
-    def populate(self, **kwargs: Any) -> list[int]:
-        """Build many projects fast; see `poller.simulator.populate.populate`."""
+    def populate(
+        self,
+        *,
+        projects: int = 3,
+        todos_per_project: int = 20,
+        todos_per_list: int = 50,
+        messages: int = 2,
+        documents: int = 1,
+        calendar_events: int = 1,
+        comments_per_message: int = 1,
+        people: int = 3,
+        events: bool = False,
+    ) -> list[int]:
+        """Build many projects fast (see `populate.populate`); returns the project ids."""
         from poller.simulator.populate import populate
 
-        return populate(self, **kwargs)
+        return populate(
+            self,
+            projects=projects,
+            todos_per_project=todos_per_project,
+            todos_per_list=todos_per_list,
+            messages=messages,
+            documents=documents,
+            calendar_events=calendar_events,
+            comments_per_message=comments_per_message,
+            people=people,
+            events=events,
+        )

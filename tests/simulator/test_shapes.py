@@ -11,7 +11,8 @@ import pytest
 from poller.simulator import Account
 from tests.simulator.conftest import World
 
-EXAMPLES = Path("/work/shared/basecamp2/examples")
+# shared/ lies beside the checkout (the repo root is parents[2])
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "basecamp2" / "examples"
 
 
 def _example_keys(name: str) -> set[str]:

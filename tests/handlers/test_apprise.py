@@ -12,8 +12,8 @@ from poller.errors import HandlerError
 
 pytest.importorskip("apprise")
 
-from handlers.apprise import AppriseHandler, AppriseOptions  # noqa: E402
-from tests.handlers._receiver import Receiver, Response  # noqa: E402
+from handlers.apprise import AppriseHandler, AppriseOptions
+from tests.handlers._receiver import Receiver, Response
 
 
 def json_url(recv: Receiver, path: str = "hook") -> str:

@@ -6,7 +6,9 @@ What it does for every request (API.md §3-7, §13):
   are opaque), refuses paths that do not end in `.json`, encodes query values with
   httpx (so the `+` of a `since` offset goes out as `%2B`);
 * sends the User-Agent and the account's credentials (Basic or Bearer, through an
-  `Auth`); on 401 asks the `Auth` to refresh once, then gives up with `AuthError`;
+  `Auth`); awaits the `Auth`'s optional `prepare()` before each logical request (OAuth
+  refreshes a token about to expire there); on 401 asks the `Auth` to refresh once,
+  then gives up with `AuthError`;
 * waits for the account's `RateLimiter` before each request; on 429 blocks the whole
   account for `Retry-After` and retries (a bounded number of times);
 * retries 500/502/503/504 and network trouble with capped exponential backoff and full
@@ -161,7 +163,12 @@ class ClientStats:
 
 @runtime_checkable
 class Auth(Protocol):
-    """Credentials for requests. `refresh()` returns True if it obtained a new token."""
+    """Credentials for requests. `refresh()` returns True if it obtained a new token.
+
+    An `Auth` may also define `async def prepare() -> None`; the client awaits it before
+    each logical request (each page), so credentials can be renewed before they expire
+    (`headers()` is synchronous).
+    """
 
     def headers(self) -> dict[str, str]: ...
 
@@ -532,6 +539,9 @@ class BasecampClient:
         failures = 0
         throttled = 0
         refreshed = False
+        prepare = getattr(self.auth, "prepare", None)
+        if prepare is not None:
+            await prepare()
         while True:
             shown = _safe_url(current)
             try:

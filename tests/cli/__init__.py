@@ -1,0 +1,1 @@
+"""CLI commands for people, OAuth through the Launchpad stand-in."""

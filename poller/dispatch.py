@@ -1,12 +1,16 @@
 """Outbox -> handlers: at least once per handler, in detection order, with retries.
 
 Each (event, handler) pair has a delivery row, written in the same transaction as the
-event. Each handler has its own worker, so a slow or failing handler never holds back
-another; within one handler, a failing event holds back the later ones (order is kept).
-A failure is retried with capped exponential backoff and jitter (or the target's
-`Retry-After`), until `max_attempts` or `max_age`, then the row becomes a dead letter that
-keeps its last error. A crash mid-delivery leaves the row pending: it is sent again after
-restart, with the same event id, so receivers can de-duplicate.
+event. Each handler has its own worker (in `run` and `drain`), so a slow or failing
+handler never holds back another; within one handler, a failing event holds back the later
+ones (order is kept). Any exception a handler raises is a failed attempt: `HandlerError`
+and third-party errors alike are retried with capped exponential backoff and +-20 %
+jitter (or the target's `Retry-After`), `PermanentHandlerError` dead-letters at once.
+Retries go on until `max_attempts` attempts were made or the delivery is `max_age`
+seconds old (the last retry is scheduled no later than that; a `Retry-After` reaching
+past it dead-letters now); the row then becomes a dead letter that keeps its last error.
+A crash mid-delivery leaves the row pending: it is sent again after restart, with the same
+event id, so receivers can de-duplicate.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ def backoff(
 ) -> float:
     """Delay before retry number `attempts` (1 = first retry): initial * 2^(n-1), capped,
     with +-20 % jitter so many failing deliveries do not retry in lock-step."""
-    base = min(settings.retry_max, settings.retry_initial * (2 ** max(0, attempts - 1)))
+    exponent = min(max(0, attempts - 1), 64)  # 2**64 * anything > retry_max; no overflow
+    base = min(settings.retry_max, settings.retry_initial * (2.0**exponent))
     return float(min(settings.retry_max, base * (0.8 + 0.4 * jitter())))
 
 
@@ -77,38 +82,49 @@ class Dispatcher:
         self.clock = clock
         self.batch = batch
         self._wake = asyncio.Event()
+        self._wakes: dict[str, asyncio.Event] = {}
         self.delivered = 0
         self.failed = 0
 
     def notify(self) -> None:
         """New events were committed: wake the workers."""
         self._wake.set()
+        for wake in self._wakes.values():
+            wake.set()
 
     async def deliver_due(self) -> int:
-        """One pass: every handler delivers what is due now, concurrently. Returns the
-        number of successful deliveries."""
-        results = await asyncio.gather(*(self._run_handler(t) for t in self.targets.values()))
-        await self.flush()
+        """One pass: every handler delivers what is due now, concurrently (then lets
+        digests flush). Returns the number of successful deliveries."""
+        results = await asyncio.gather(*(self._pass(t) for t in self.targets.values()))
         return sum(results)
 
     async def flush(self, force: bool = False) -> None:
         """Let handlers that batch (email digests) send what has waited long enough."""
-        for target in self.targets.values():
-            flush = getattr(target.handler, "flush", None)
-            if flush is None:
-                continue
-            try:
-                await flush(force=force)
-            except Exception as exc:  # the spool stays; the next pass tries again
-                log.warning("handler_flush_failed", handler=target.name, error=str(exc))
+        await asyncio.gather(*(self._flush(t, force) for t in self.targets.values()))
 
-    async def _run_handler(self, target: Target) -> int:
+    async def _flush(self, target: Target, force: bool = False) -> None:
+        flush = getattr(target.handler, "flush", None)
+        if flush is None:
+            return
+        try:
+            await flush(force=force)
+        except Exception as exc:  # the spool stays; the next pass tries again
+            log.warning("handler_flush_failed", handler=target.name, error=str(exc))
+
+    async def _pass(self, target: Target, stop: asyncio.Event | None = None) -> int:
+        done = await self._run_handler(target, stop)
+        await self._flush(target)
+        return done
+
+    async def _run_handler(self, target: Target, stop: asyncio.Event | None = None) -> int:
         done = 0
         while True:
             due = self.store.due_deliveries(target.name, self.clock(), limit=self.batch)
             if not due:
                 return done
             for delivery in due:
+                if stop is not None and stop.is_set():
+                    return done
                 if not await self._attempt(target, delivery):
                     return done  # keep order: later events wait for this one
                 done += 1
@@ -129,18 +145,21 @@ class Dispatcher:
             attempts = delivery.attempts + 1
             now = self.clock()
             error = str(exc) if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
-            retry_after = exc.retry_after if isinstance(exc, HandlerError) else None
-            delay = retry_after if retry_after is not None else backoff(target.settings, attempts)
             settings = target.settings
-            if (
-                attempts >= settings.max_attempts
-                or now + delay - delivery.first_at > settings.max_age
-            ):
+            retry_after = exc.retry_after if isinstance(exc, HandlerError) else None
+            deadline = delivery.first_at + settings.max_age
+            if retry_after is not None:
+                next_at = now + retry_after
+            else:
+                next_at = min(now + backoff(settings, attempts), deadline)
+            if attempts >= settings.max_attempts or now >= deadline or next_at > deadline:
                 self.store.mark_failed(target.name, delivery.seq, error, None)
                 bound.warning("delivery_dead", error=error, attempts=attempts)
                 return True
-            self.store.mark_failed(target.name, delivery.seq, error, now + delay)
-            bound.info("delivery_retry", error=error, attempts=attempts, retry_in=round(delay, 2))
+            self.store.mark_failed(target.name, delivery.seq, error, next_at)
+            bound.info(
+                "delivery_retry", error=error, attempts=attempts, retry_in=round(next_at - now, 2)
+            )
             return False
         self.store.mark_done(target.name, delivery.seq)
         self.delivered += 1
@@ -152,29 +171,69 @@ class Dispatcher:
         return min(times) if times else None
 
     async def drain(self, within: float) -> int:
-        """Deliver until nothing pending falls due within `within` seconds."""
+        """Deliver until nothing pending falls due within `within` seconds; each handler
+        on its own, so one handler's slow delivery never postpones another's retries."""
         deadline = self.clock() + within
-        total = 0
-        while True:
-            total += await self.deliver_due()
-            nxt = self.next_due()
-            if nxt is None or nxt > deadline:
-                return total
-            await asyncio.sleep(max(0.01, min(nxt, deadline) - self.clock()))
+
+        async def one(target: Target) -> int:
+            total = 0
+            while True:
+                total += await self._pass(target)
+                nxt = self.store.next_due_at(target.name)
+                if nxt is None or nxt > deadline:
+                    return total
+                await asyncio.sleep(max(0.01, min(nxt, deadline) - self.clock()))
+
+        return sum(await asyncio.gather(*(one(t) for t in self.targets.values())))
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
-        """Deliver continuously until `stop` is set; sleeps until woken or the next due time."""
+        """Deliver continuously until `stop` is set: one worker per handler, each sleeping
+        until woken (`notify`) or its next due time (at most `idle`, so digests flush).
+        `self.targets` may be replaced while running (reload): workers follow it. On
+        `stop`, deliveries in flight finish; the rest stay pending."""
+        workers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                for name in self.targets:
+                    if name not in workers or workers[name].done():
+                        self._wakes[name] = asyncio.Event()
+                        workers[name] = asyncio.create_task(
+                            self._worker(name, stop, self._wakes[name], idle),
+                            name=f"dispatch:{name}",
+                        )
+                for name in [n for n, t in workers.items() if t.done()]:
+                    del workers[name]
+                    if name not in self.targets:
+                        self._wakes.pop(name, None)
+                await _wait_any(self._wake, stop, seconds=idle)
+            for wake in self._wakes.values():
+                wake.set()
+            await asyncio.gather(*workers.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in workers.values():
+                task.cancel()
+            await asyncio.gather(*workers.values(), return_exceptions=True)
+            raise
+        finally:
+            self._wakes.clear()
+
+    async def _worker(
+        self, name: str, stop: asyncio.Event, wake: asyncio.Event, idle: float
+    ) -> None:
         while not stop.is_set():
-            self._wake.clear()
-            await self.deliver_due()
-            nxt = self.next_due()
-            wait = idle if nxt is None else max(0.01, min(idle, nxt - self.clock()))
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            target = self.targets.get(name)
+            if target is None:  # removed by a reload
+                return
+            wake.clear()
             try:
-                await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
+                await self._pass(target, stop)
+                nxt = self.store.next_due_at(name)
+            except Exception as exc:  # e.g. the database is locked: log, wait, go on
+                log.error("dispatch_failed", handler=name, error=f"{type(exc).__name__}: {exc}")
+                nxt = self.clock() + idle
+            wait = idle if nxt is None else max(0.01, min(idle, nxt - self.clock()))
+            await _wait_any(wake, stop, seconds=wait)
 
     async def aclose(self) -> None:
         for target in self.targets.values():
@@ -182,6 +241,15 @@ class Dispatcher:
                 await target.handler.aclose()
             except Exception as exc:  # closing must not stop the others from closing
                 log.warning("handler_close_failed", handler=target.name, error=str(exc))
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 def describe(delivery: Delivery) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""First sync and catch-up: wall time against the rate-limit floor.
+
+    .venv/bin/python bench/first_sync.py [--changes 5000] [--nodelay]
+
+The simulator on 127.0.0.1 enforces Basecamp's 500 requests / 10 s (429 beyond); the
+poller runs with its default `rate_limit` (450 per 10 s). The floor of a run is its
+requests / 50 per second: no client can go faster without 429s.
+
+1. first sync (baseline) of the reference account (20 projects x 500 to-dos, ...);
+2. catch-up: `--changes` distinct to-dos edited while the poller was away (one feed
+   activity each), detected in one cycle.
+
+Also: per-request latency over loopback vs in-process (`SimulatorTransport`), small
+and large answers, to show how much of the wall time is the simulator's HTTP server.
+`--nodelay` sets TCP_NODELAY on the simulator's sockets (a bench-local experiment).
+Target: within 1.25x of the floor, zero 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _common import Row, bench, build_account, run, table
+
+
+async def latency(loopback: bool) -> tuple[float, float]:
+    """Median ms of a small GET (the feed) and of a full todos.json page."""
+    account = build_account(projects=1)
+    pid = next(iter(account.projects))
+    with bench(account, loopback=loopback) as b:
+        runner = b.runner()
+        try:
+            client = runner.client
+            out = []
+            for path in ("/events.json", f"/projects/{pid}/todos.json"):
+                times = []
+                for _ in range(60):
+                    started = time.perf_counter()
+                    await client.get(path)
+                    times.append(time.perf_counter() - started)
+                out.append(sorted(times)[len(times) // 2] * 1000)
+            return out[0], out[1]
+        finally:
+            await runner.aclose()
+
+
+async def main() -> bool:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--changes", type=int, default=5000)
+    parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on the simulator")
+    args = parser.parse_args()
+    if args.nodelay:
+        from poller.simulator import server
+
+        server._Handler.disable_nagle_algorithm = True
+
+    account = build_account()
+    with bench(account, client_rate_limit=450, reconcile_interval=3600) as b:
+        base = await b.cycle()
+        b.app.set_rate_limit(500, 10.0)
+        await b.cycle()  # one idle cycle: the cursor is now current
+        ids = sorted(account.todos)
+        step = max(1, len(ids) // args.changes)
+        edited = [ids[(i * step) % len(ids)] for i in range(args.changes)]
+        for n, todo in enumerate(edited):
+            account.update_todo(todo, content=f"catch-up edit #{n}")
+        b.app.set_rate_limit(500, 10.0)
+        catch = await b.cycle()
+        server_429 = sum(1 for e in b.app.log.entries if e.status == 429)
+    small_lb, big_lb = await latency(True)
+    small_ip, big_ip = await latency(False)
+
+    rows = []
+    for name, c in (("first sync", base), (f"catch-up of {args.changes} changes", catch)):
+        floor = c.requests / 50
+        ratio = c.seconds / floor
+        rows.append(
+            Row(
+                f"{name}: wall time ({c.requests} req)",
+                f"{c.seconds:.1f} s (floor {floor:.1f} s)",
+                "<= 1.25x floor",
+                f"{ratio:.2f}",
+                ratio <= 1.25,
+            )
+        )
+        rows.append(Row(f"{name}: 429s", str(c.rate_limited), "0", "", c.rate_limited == 0))
+    rows.append(Row("catch-up: events emitted", str(catch.report.events), "", "", None))
+    rows.append(Row("429s seen by the simulator (whole run)", str(server_429), "0", "", None))
+    rows.append(
+        Row(
+            "median GET ms, small: loopback / in-process",
+            f"{small_lb:.2f} / {small_ip:.2f}",
+            "",
+            "",
+            None,
+        )
+    )
+    rows.append(
+        Row(
+            "median GET ms, 50 to-dos: loopback / in-process",
+            f"{big_lb:.2f} / {big_ip:.2f}",
+            "",
+            "",
+            None,
+        )
+    )
+    return table(
+        "first sync and catch-up (loopback" + (", TCP_NODELAY" if args.nodelay else "") + ")",
+        rows,
+        ["client rate_limit 450 / 10 s (default), simulator 500 / 10 s"],
+    )
+
+
+if __name__ == "__main__":
+    run(main)

@@ -60,7 +60,9 @@ async def run_cycle(
     *,
     on_commit: Callable[[], None] | None = None,
 ) -> CycleReport | None:
-    """One cycle with an overall deadline. On failure: log, note it, commit nothing."""
+    """One cycle with an overall deadline (`settings.cycle_timeout`). On failure: log,
+    note it in the account's status, commit nothing, return None. Only cancellation
+    (shutdown) propagates."""
     bound = log.bind(account=runner.account.id)
     try:
         async with asyncio.timeout(settings.cycle_timeout):
@@ -69,6 +71,11 @@ async def run_cycle(
         runner.last_error = f"cycle exceeded its {settings.cycle_timeout:g}s deadline"
     except PollerError as exc:
         runner.last_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        # a bug or an unforeseen failure: still this account's alone, and still nothing
+        # committed; log the traceback so it can be fixed
+        runner.last_error = f"unexpected {type(exc).__name__}: {exc}"
+        bound.exception("cycle_crashed", error=runner.last_error)
     else:
         runner.last_report = report
         runner.last_error = None

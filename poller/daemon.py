@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import httpx
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from poller import systemd
+from poller import logs, systemd
 from poller.accounts import AccountRunner, open_account, run_cycle
 from poller.config import AccountSettings, Settings, load_settings
 from poller.dispatch import Dispatcher, Target, build_targets
@@ -72,6 +72,8 @@ class Daemon:
         self._metrics_server: Any = None
         self._last_status = ""
         self._background: set[asyncio.Future[Any]] = set()
+        self._cycle_tasks: dict[int, asyncio.Task[Any]] = {}
+        self._added_at: dict[int, float] = {}
 
     def _spawn(self, coro: Any) -> None:
         """Run `coro` in the background, keeping a reference until it is done."""
@@ -84,87 +86,154 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
-        self._apply(self.settings, first=True)
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        try:
+            self._apply(self.settings, first=True)
+            if self.settings.metrics.listen:
+                self._metrics_server = serve_metrics(
+                    self.settings.metrics.listen, self.metrics, self.health, self.refresh_metrics
+                )
+                host, port = self._metrics_server.server_address[:2]
+                log.info("metrics_listening", address=f"{host}:{port}")
+        except BaseException:
+            self._remove_signal_handlers(loop)
+            await self._close_runners(list(self.runners))
+            await self.dispatcher.aclose()
+            self.store.close()
+            raise
         self.scheduler.start()
-        if self.settings.metrics.listen:
-            self._metrics_server = serve_metrics(
-                self.settings.metrics.listen, self.metrics, self.health
-            )
         dispatcher_stop = asyncio.Event()
         dispatch_task = asyncio.create_task(self._dispatch_loop(dispatcher_stop))
         watchdog_task = asyncio.create_task(self._watchdog())
-        systemd.notify("READY=1\nSTATUS=started")
+        systemd.notify("READY=1\nSTATUS=" + self.status_line(), timeout=1.0)
         log.info("daemon_started", accounts=len(self.runners), handlers=len(self.targets))
         await self.stop_event.wait()
 
-        systemd.notify("STOPPING=1")
-        log.info("daemon_stopping", inflight=len(self.inflight))
-        self.scheduler.pause()
+        # Stop: no new cycles; in-flight cycles and the dispatcher get until the deadline,
+        # then whatever is left is cancelled. A cancelled cycle commits nothing (its commit
+        # is one transaction at its very end); a cancelled delivery stays pending and is
+        # delivered again after the restart, with the same event id.
         deadline = time.monotonic() + self.shutdown_timeout
+        systemd.notify("STOPPING=1\nSTATUS=stopping")
+        log.info("daemon_stopping", inflight=len(self.inflight), timeout=self.shutdown_timeout)
+        self.scheduler.pause()
         if self.inflight:
-            _done, pending = await asyncio.wait(set(self.inflight), timeout=self.shutdown_timeout)
-            for task in pending:  # abandoned before their commit: nothing partial is written
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(set(self.inflight), timeout=_left(deadline))
         dispatcher_stop.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(dispatch_task, max(0.1, deadline - time.monotonic()))
+        await asyncio.wait({dispatch_task}, timeout=_left(deadline))
+        leftover = [t for t in (*self.inflight, dispatch_task) if not t.done()]
+        if leftover:
+            log.warning("shutdown_deadline_reached", abandoned=len(leftover))
+            for task in leftover:
+                task.cancel()
+            await asyncio.wait(leftover, timeout=max(1.0, _left(deadline)))
         watchdog_task.cancel()
         await asyncio.gather(watchdog_task, return_exceptions=True)
         self.scheduler.shutdown(wait=False)
-        await self._close_runners(list(self.runners))
-        await self.dispatcher.aclose()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        closing = asyncio.ensure_future(self._close_all())
+        await asyncio.wait({closing}, timeout=max(1.0, _left(deadline)))
+        if not closing.done():
+            closing.cancel()
+            log.warning("close_timed_out")
+        background = [f for f in self._background if not f.done()]
+        for fut in background:
+            fut.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        self._remove_signal_handlers(loop)
         self.store.close()
         log.info("daemon_stopped")
         return 0
 
+    async def _close_all(self) -> None:
+        await self._close_runners(list(self.runners))
+        await self.dispatcher.aclose()
+
+    def _on_stop_signal(self, sig: int) -> None:
+        if self.stop_event.is_set():
+            log.info("signal_ignored", signal=signal.Signals(sig).name, reason="already stopping")
+            return
+        log.info("signal_received", signal=signal.Signals(sig).name)
+        self.stop_event.set()
+
+    def _on_reload_signal(self) -> None:
+        if self.stop_event.is_set():
+            return
+        self._spawn(self.reload())
+
+    @staticmethod
+    def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
+        """The dispatcher, kept alive: an error in one pass is logged and the loop goes on
+        (a dead dispatcher would silently stop every delivery while polling continues)."""
         while not stop.is_set():
             try:
                 await self.dispatcher.run(stop)
             except PollerError as exc:  # e.g. the database is locked: log, wait, go on
                 log.error("dispatch_failed", error=str(exc))
-                await asyncio.sleep(1)
+            except Exception as exc:  # a bug, or a third-party handler misbehaving
+                log.exception("dispatch_crashed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _watchdog(self) -> None:
+        """WATCHDOG=1 every half `WATCHDOG_USEC` from the event loop (so a stuck loop stops
+        the pings and systemd restarts us), and STATUS= whenever the summary changes."""
         interval = systemd.watchdog_interval()
         while True:
-            await asyncio.sleep(interval or 5.0)
-            status = self.status_line()
             if interval:
                 systemd.notify("WATCHDOG=1")
+            try:
+                status = self.status_line()
+            except PollerError as exc:  # the state is busy: keep pinging regardless
+                status = f"status unavailable: {exc}"
             if status != self._last_status:
                 systemd.notify(f"STATUS={status}")
                 self._last_status = status
-            with contextlib.suppress(PollerError):
-                self.metrics.observe_outbox(self.store.delivery_counts(), list(self.targets))
+            await asyncio.sleep(min(interval or 5.0, 5.0))
 
     # -- configuration --------------------------------------------------------------
 
     def _apply(self, settings: Settings, *, first: bool = False) -> None:
-        """Make the running jobs and handlers match `settings`."""
+        """Make the running jobs and handlers match `settings`.
+
+        Everything that can fail (handlers, routing) is built before anything running is
+        touched, so a configuration that cannot be applied leaves the old one in place.
+        """
+        handlers_changed = first or settings.handlers != self.settings.handlers
+        targets = (
+            build_targets(settings.handlers, settings.poller.state_path.parent)
+            if handlers_changed
+            else self.targets
+        )
+        route = router(settings.handlers)
         old = {a.id: a for a in self.settings.accounts} if not first else {}
         new = {a.id: a for a in settings.accounts}
+        poller_changed = first or settings.poller != self.settings.poller
         for aid in set(old) - set(new):
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"account:{aid}")
-            runner = self.runners.pop(aid, None)
-            if runner is not None:
-                self._spawn(runner.aclose())
+            self._retire(aid, self.runners.pop(aid, None))
+            self._added_at.pop(aid, None)
+            self.metrics.forget_account(aid)
+            log.info("account_removed", account=aid)
         for aid, account in new.items():
-            if aid in old and old[aid] == account and settings.poller == self.settings.poller:
+            if aid in old and old[aid] == account and not poller_changed:
                 continue
-            runner = self.runners.pop(aid, None)
-            if runner is not None:
-                self._spawn(runner.aclose())
+            self._retire(aid, self.runners.pop(aid, None))
             self.runners[aid] = open_account(
                 account, transport=self.transport_factory(account), store=self.store
             )
+            self._added_at.setdefault(aid, time.time())
             interval = settings.poller.interval
             self.scheduler.add_job(
                 self._poll,
@@ -180,14 +249,33 @@ class Daemon:
                 next_run_time=_now(),
                 replace_existing=True,
             )
-        if first or settings.handlers != self.settings.handlers:
+            if not first:
+                log.info("account_scheduled", account=aid, changed=aid in old)
+        if handlers_changed:
             old_targets = self.targets
-            self.targets = build_targets(settings.handlers, settings.poller.state_path.parent)
-            self.dispatcher.targets = self.targets
+            self.targets = targets
+            self.dispatcher.targets = dict(targets)
+            self.dispatcher.notify()
             if not first:  # a delivery caught mid-flight fails and is retried by the new one
                 self._spawn(_close_targets(old_targets))
-        self.route = router(settings.handlers)
+        self.route = route
+        if not first and settings.metrics.listen != self.settings.metrics.listen:
+            log.warning("metrics_listen_unchanged", reason="metrics.listen needs a restart")
+            settings = settings.model_copy(update={"metrics": self.settings.metrics})
         self.settings = settings
+
+    def _retire(self, account_id: int, runner: AccountRunner | None) -> None:
+        """Close a replaced account's HTTP client once its in-flight cycle (if any) ends."""
+        if runner is None:
+            return
+        task = self._cycle_tasks.get(account_id)
+
+        async def close() -> None:
+            if task is not None and not task.done():
+                await asyncio.wait({task})
+            await runner.aclose()
+
+        self._spawn(close())
 
     async def reload(self) -> None:
         """SIGHUP: re-read the config file; keep the old one if the new one is bad."""
@@ -198,9 +286,16 @@ class Daemon:
             new = load_settings(self.config_path)
             if new.poller.state_path != self.settings.poller.state_path:
                 raise ConfigError("poller.state_path", "cannot change while running; restart")
+            from poller.cli import _secret_values
+
+            logs.register_secrets(_secret_values(new))
             self._apply(new)
-        except (ConfigError, PollerError) as exc:
-            log.error("reload_rejected", error=str(exc))
+        except PollerError as exc:
+            log.error("reload_rejected", error=str(exc), kept="the running configuration")
+            systemd.notify("STATUS=reload rejected: " + str(exc).splitlines()[0][:200])
+            return
+        except Exception as exc:  # never let a reload take the daemon down
+            log.exception("reload_rejected", error=f"{type(exc).__name__}: {exc}")
             return
         log.info("reloaded", accounts=len(self.runners), handlers=len(self.targets))
 
@@ -221,55 +316,98 @@ class Daemon:
         task = asyncio.current_task()
         assert task is not None
         self.inflight.add(task)
+        self._cycle_tasks[account_id] = task
         before = dict(runner.client.stats.by_status)
         limited = runner.client.stats.rate_limited
         started = time.monotonic()
+        kinds: list[str] = []
+        route = self.route
+
+        def counting_route(event: dict[str, Any]) -> Iterable[str]:
+            # called by the commit for each event it adds to the outbox
+            kinds.append(str(event.get("kind")))
+            return route(event)
+
         try:
-            report = await run_cycle(
-                runner,
-                self.store,
-                self.settings.poller,
-                self.route,
-                on_commit=self.dispatcher.notify,
-            )
+            with structlog.contextvars.bound_contextvars(account=account_id):
+                report = await run_cycle(
+                    runner,
+                    self.store,
+                    self.settings.poller,
+                    counting_route,
+                    on_commit=self.dispatcher.notify,
+                )
+        except asyncio.CancelledError:
+            log.warning("cycle_abandoned", account=account_id, reason="shutdown deadline")
+            return
         finally:
             self.inflight.discard(task)
+            if self._cycle_tasks.get(account_id) is task:
+                del self._cycle_tasks[account_id]
         stats = runner.client.stats
         delta = {
             s: n - before.get(s, 0) for s, n in stats.by_status.items() if n - before.get(s, 0)
         }
         self.metrics.observe_requests(account_id, delta, stats.rate_limited - limited)
         self.metrics.observe_cycle(
-            account_id, report is not None, time.monotonic() - started, stats, []
+            account_id,
+            report is not None,
+            time.monotonic() - started,
+            stats,
+            kinds if report is not None else [],
         )
 
     # -- status ---------------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every account polled successfully within 3 intervals."""
+        """Healthy when every account polled successfully within the last 3 intervals (an
+        account added less than 3 intervals ago gets that long for its first success).
+        Called from the metrics server's thread."""
         now = time.time()
         limit = 3 * self.settings.poller.interval
-        stale = []
-        for aid in self.runners:
+        stale: list[int] = []
+        accounts: dict[str, Any] = {}
+        for aid in list(self.runners):
             st = self.store.account(aid)
             last = st.last_success_at
-            if (last is None and now - self.started > limit) or (
-                last is not None and now - last > limit
-            ):
+            since = last if last is not None else self._added_at.get(aid, self.started)
+            ok = now - since <= limit
+            if not ok:
                 stale.append(aid)
-        return (not stale, {"stale_accounts": stale, "accounts": len(self.runners)})
+            accounts[str(aid)] = {
+                "ok": ok,
+                "last_success_age": None if last is None else round(now - last, 1),
+                "last_error": st.last_error,
+            }
+        return (not stale, {"stale_accounts": stale, "accounts": accounts})
+
+    def refresh_metrics(self) -> None:
+        """Gauges read from the state: outbox per handler, last success per account."""
+        self.metrics.observe_outbox(self.store.delivery_counts(), list(self.targets))
+        for aid in list(self.runners):
+            self.metrics.observe_last_success(aid, self.store.account(aid).last_success_at)
 
     def status_line(self) -> str:
         lags = []
-        for aid in self.runners:
-            last = self.store.account(aid).last_success_at
-            if last is not None:
-                lags.append(time.time() - last)
+        failing = 0
+        for aid in list(self.runners):
+            st = self.store.account(aid)
+            if st.last_success_at is not None:
+                lags.append(time.time() - st.last_success_at)
+            if st.last_error:
+                failing += 1
         counts = self.store.delivery_counts()
         pending = sum(c.get("pending", 0) for c in counts.values())
         dead = sum(c.get("dead", 0) for c in counts.values())
         lag = f"{max(lags):.0f}s" if lags else "n/a"
-        return f"{len(self.runners)} accounts, max lag {lag}, outbox {pending} pending, {dead} dead"
+        return (
+            f"{len(self.runners)} accounts ({failing} failing), max lag {lag},"
+            f" outbox {pending} pending, {dead} dead"
+        )
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 async def _close_targets(targets: dict[str, Target]) -> None:

@@ -6,12 +6,20 @@ it the daemon still serves `/healthz` and says why `/metrics` is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import structlog
+
+from poller.errors import ConfigError, PollerError
+
+log = structlog.get_logger(__name__)
 
 prom: Any
 try:  # optional dependency
@@ -43,7 +51,7 @@ class Metrics:
         )
         self.not_modified_ratio = prom.Gauge(
             "bcx_poller_not_modified_ratio",
-            "Share of conditional answers that were 304",
+            "Share of the account's answers that were 304 Not Modified (since start)",
             ["account"],
             registry=r,
         )
@@ -75,6 +83,7 @@ class Metrics:
     def observe_cycle(
         self, account: int, ok: bool, seconds: float, stats: Any, kinds: list[str]
     ) -> None:
+        """One finished cycle; `kinds` are the kinds of the events it added to the outbox."""
         if not self.enabled:
             return
         a = str(account)
@@ -85,8 +94,23 @@ class Metrics:
         for kind in kinds:
             self.events.labels(kind).inc()
         if stats is not None:
-            total = sum(stats.by_status.values()) or 1
-            self.not_modified_ratio.labels(a).set(stats.not_modified / total)
+            total = sum(stats.by_status.values())
+            if total:
+                self.not_modified_ratio.labels(a).set(stats.not_modified / total)
+
+    def observe_last_success(self, account: int, at: float | None) -> None:
+        """The last successful poll as recorded in the state (survives restarts)."""
+        if self.enabled and at is not None:
+            self.last_success.labels(str(account)).set(at)
+
+    def forget_account(self, account: int) -> None:
+        """An account removed by a reload: drop its per-account series."""
+        if not self.enabled:
+            return
+        a = str(account)
+        for metric in (self.cycle_seconds, self.not_modified_ratio, self.last_success):
+            with contextlib.suppress(KeyError):
+                metric.remove(a)
 
     def observe_requests(self, account: int, delta: dict[int, int], rate_limited: int) -> None:
         if not self.enabled:
@@ -99,6 +123,8 @@ class Metrics:
     def observe_outbox(self, counts: dict[str, dict[str, Any]], handlers: list[str]) -> None:
         if not self.enabled:
             return
+        for gauge in (self.outbox_depth, self.dead, self.oldest_age):
+            gauge.clear()  # handlers removed by a reload disappear
         for name in handlers:
             c = counts.get(name, {})
             self.outbox_depth.labels(name).set(c.get("pending", 0))
@@ -111,22 +137,49 @@ class Metrics:
         return bytes(prom.generate_latest(self.registry))
 
 
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (127.0.0.1) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not 0 <= number <= 65535:
+        raise ConfigError("metrics.listen", f"expected host:port, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", number
+
+
 def serve(
-    listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict[str, Any]]]
+    listen: str,
+    metrics: Metrics,
+    health: Callable[[], tuple[bool, dict[str, Any]]],
+    refresh: Callable[[], None] | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on `host:port` in a daemon thread; returns the server."""
-    host, _, port = listen.rpartition(":")
+    """Serve /metrics and /healthz on `host:port` in a daemon thread; returns the server.
+
+    `refresh` is called (in the server's thread) before each /metrics answer, so gauges
+    read from the state (outbox depth, last success) are current when scraped.
+    """
+    host, port = parse_listen(listen)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] == "/metrics":
-                body, status, ctype = metrics.render(), 200, "text/plain; version=0.0.4"
-            elif self.path.split("?")[0] == "/healthz":
-                ok, detail = health()
-                body = json.dumps({"ok": ok, **detail}).encode()
-                status, ctype = (200 if ok else 503), "application/json"
-            else:
-                body, status, ctype = b"not found\n", 404, "text/plain"
+            path = self.path.split("?")[0]
+            try:
+                if path == "/metrics":
+                    if refresh is not None:
+                        refresh()
+                    body, status, ctype = metrics.render(), 200, "text/plain; version=0.0.4"
+                elif path == "/healthz":
+                    ok, detail = health()
+                    body = json.dumps({"ok": ok, **detail}).encode()
+                    status, ctype = (200 if ok else 503), "application/json"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+            except Exception as exc:  # e.g. the state database is busy: answer, log, go on
+                log.warning("metrics_request_failed", path=path, error=str(exc))
+                body = json.dumps({"ok": False, "error": str(exc)}).encode()
+                status, ctype = 503, "application/json"
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -136,7 +189,14 @@ def serve(
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    try:
+        server = Server((host, port), Handler)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PollerError(f"metrics.listen: cannot listen on {listen}: {reason}") from exc
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="metrics", daemon=True).start()
     return server

@@ -3,6 +3,10 @@
 Messages go as datagrams to the AF_UNIX socket named by `$NOTIFY_SOCKET` (a leading `@`
 means the abstract namespace). Without that variable every call is a no-op, so the same
 code runs under systemd, in a terminal and in tests.
+
+A send never blocks for long: it is made from the event loop, and a notification socket
+whose queue is full (nobody reading it) must not freeze the daemon; after `timeout`
+seconds the message is dropped and `notify` returns False.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import socket
 
 
-def notify(message: str, *, env: dict[str, str] | None = None) -> bool:
+def notify(message: str, *, env: dict[str, str] | None = None, timeout: float = 0.1) -> bool:
     """Send one notification; True when it was sent."""
     environ = env if env is not None else os.environ
     address = environ.get("NOTIFY_SOCKET")
@@ -21,9 +25,10 @@ def notify(message: str, *, env: dict[str, str] | None = None) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(timeout)
             sock.connect(address)
             sock.sendall(message.encode())
-    except OSError:
+    except OSError:  # includes the timeout: a full queue drops the message
         return False
     return True
 
@@ -37,6 +42,9 @@ def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:
-        return max(0.1, int(usec) / 2_000_000)
+        value = int(usec)
     except ValueError:
         return None
+    if value <= 0:
+        return None
+    return max(0.05, value / 2_000_000)

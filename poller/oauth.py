@@ -24,12 +24,13 @@ parameters; every token obtained is also registered with the log redaction.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import httpx
 import structlog
@@ -63,9 +64,35 @@ class TokenRefused(AuthError):
 
 
 def _register(*values: str | None) -> None:
+    """Mask these in every log line, also as they appear percent-encoded in a URL."""
     from poller import logs
 
-    logs.register_secrets(v for v in values if v)
+    out: list[str] = []
+    for v in values:
+        if v:
+            out += [v, quote(v, safe=""), quote_plus(v)]
+    logs.register_secrets(out)
+
+
+class _NoTokenQuery(logging.Filter):
+    """httpx logs every request URL at INFO; Launchpad's token URL carries the client
+    secret, refresh token or code in its query. Log those URLs without the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(
+            isinstance(a, httpx.URL) and _SECRET_PARAMS & set(a.params.keys()) for a in args
+        ):
+            record.args = tuple(
+                a.copy_with(query=None) if isinstance(a, httpx.URL) else a for a in args
+            )
+        return True
+
+
+_SECRET_PARAMS = {"client_secret", "refresh_token", "code"}
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _NoTokenQuery) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_NoTokenQuery())
 
 
 def _error_code(resp: httpx.Response) -> str | None:
@@ -171,7 +198,7 @@ async def exchange_code(
     user_agent: str,
 ) -> TokenSet:
     """The web_server flow's second step: trade a verification code for tokens."""
-    _register(code)
+    _register(code, oauth.client_secret.get_secret_value())
     return await request_token(
         http,
         token_url,
@@ -226,6 +253,8 @@ def bcx_accounts(authorization: dict[str, Any]) -> list[dict[str, Any]]:
 class OAuthAuth:
     """`Auth` for the BasecampClient: Bearer header, refresh through Launchpad."""
 
+    RECENT = 30.0
+
     def __init__(
         self,
         account: AccountSettings,
@@ -245,8 +274,15 @@ class OAuthAuth:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._lifetime: float | None = None  # of the last token this instance obtained
+        self._refreshed_at: float | None = None  # time.monotonic() of that
         stored_access, stored_refresh, _ = self._stored()
-        _register(stored_access, stored_refresh)
+        configured = self.oauth.refresh_token
+        _register(
+            stored_access,
+            stored_refresh,
+            self.oauth.client_secret.get_secret_value(),
+            configured.get_secret_value() if configured else None,
+        )
 
     def __repr__(self) -> str:
         return f"OAuthAuth(account={self.account.id})"
@@ -294,13 +330,23 @@ class OAuthAuth:
                 log.warning("oauth_no_valid_token", account=self.account.id)
 
     async def refresh(self) -> bool:
-        """After a 401: get a new access token. True when one was stored."""
+        """After a 401: get a new access token. True when one was stored.
+
+        A 401 for a request sent before a concurrent refresh finished does not refresh
+        again: the token changed while waiting for the lock, or this instance got a new
+        one within `RECENT` seconds, so the request is simply retried with it.
+        """
         before, _, _ = self._stored()
         async with self._lock:
             current, _, _ = self._stored()
-            if current is not None and current != before:
-                return True  # refreshed by a concurrent request while we waited
+            if current is not None and (current != before or self._recently_refreshed()):
+                return True
             return await self._refresh_locked(reason="401")
+
+    def _recently_refreshed(self) -> bool:
+        return (
+            self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.RECENT
+        )
 
     async def _refresh_locked(self, *, reason: str) -> bool:
         _, stored, _ = self._stored()
@@ -346,6 +392,7 @@ class OAuthAuth:
                 tokens.expires_at,
             )
             self._lifetime = tokens.expires_in
+            self._refreshed_at = time.monotonic()
             self.refreshes += 1
             log.info(
                 "oauth_token_refreshed",

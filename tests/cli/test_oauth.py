@@ -4,10 +4,13 @@ config, new tokens in the state database, refresh before expiry and after a 401.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+import pytest
 
 from poller.accounts import open_account, run_cycle
 from poller.client import BasecampClient
@@ -159,3 +162,30 @@ def test_once_and_check_online_with_oauth_never_print_secrets(sim: Harness) -> N
     for out in (once.stdout, once.stderr, check.stdout, check.stderr):
         for secret in secrets:
             assert secret and secret not in out
+
+
+async def test_token_requests_are_logged_without_their_query(
+    sim: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from poller import logs
+
+    refresh = sim.app.launchpad.issue_refresh_token()
+    config = oauth_config(sim, refresh_token=refresh)
+    account = load_settings(config).accounts[0]
+    caplog.set_level(logging.INFO, logger="httpx")
+    async with httpx.AsyncClient() as http:
+        auth = OAuthAuth(account, sim.store, http)
+        assert await auth.refresh()
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert any("/authorization/token" in line for line in lines)
+    for line in lines:
+        assert "client_secret" not in line and refresh not in line
+    # tokens are registered with the log redaction, percent-encoded forms too
+    access = stored(sim)[0]
+    assert access is not None
+    assert access not in str(logs.redact(None, "info", {"event": f"x {access} y"}))
+    from poller.oauth import _register
+
+    _register("a+b/c=")
+    masked = logs.redact(None, "info", {"event": f"url?t={quote('a+b/c=', safe='')}"})
+    assert "a%2Bb%2Fc%3D" not in str(masked)

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -261,6 +263,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         ]
     finally:
         store.close()
+    for r in rows:  # an error text may quote a secret (a third-party handler's message)
+        r["last_error"] = _masked(r["last_error"], settings)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -280,7 +284,12 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
         raise ConfigError("--handler", f"no handler named {args.handler!r}")
     store = _store(settings)
     try:
-        n = store.requeue(event_id=args.event, dead=args.dead, handler=args.handler)
+        n = store.requeue(
+            event_id=args.event,
+            dead=args.dead,
+            handler=args.handler,
+            handlers=[h.name for h in settings.handlers],  # no-one would ever send the rest
+        )
     finally:
         store.close()
     print(f"requeued {n} deliver{'y' if n == 1 else 'ies'}")
@@ -298,18 +307,33 @@ async def _test_handler(settings: Settings, name: str) -> int:
             f"no handler named {name!r}; configured: "
             + ", ".join(h.name for h in settings.handlers),
         )
-    target = build_targets(chosen, settings.poller.state_path.parent)[name]
-    try:
-        await target.handler.deliver(
-            sample_event(settings.accounts[0].id if settings.accounts else 999999999)
-        )
-    except Exception as exc:  # report whatever the handler raised
-        print(f"handler {name}: FAILED: {type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        await target.handler.aclose()
+    with tempfile.TemporaryDirectory(prefix="bcx-test-handler-") as scratch:
+        # A scratch state dir: a digest handler must not spool the sample into the real
+        # digest; it is flushed at once instead, so the test shows a real send.
+        target = build_targets(chosen, Path(scratch))[name]
+        try:
+            await target.handler.deliver(
+                sample_event(settings.accounts[0].id if settings.accounts else 999999999)
+            )
+            flush = getattr(target.handler, "flush", None)
+            if flush is not None:
+                await flush(force=True)
+        except Exception as exc:  # report whatever the handler raised
+            print(f"handler {name}: FAILED: {type(exc).__name__}: {_masked(str(exc), settings)}")
+            return 1
+        finally:
+            await target.handler.aclose()
     print(f"handler {name}: delivered the sample event")
     return 0
+
+
+def _masked(text: str | None, settings: Settings) -> str | None:
+    """`text` with every configured secret masked (a handler's error may quote one)."""
+    if text:
+        for secret in sorted(_secret_values(settings), key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, "**********")
+    return text
 
 
 def cmd_test_handler(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from poller.client import BasecampClient, NotModified, Validators
 from poller.detect import Detector
-from poller.errors import NotFound
+from poller.errors import BadResponse, NotFound
 from poller.payloads import (
     COMMENTABLE,
     WATCH_TYPES,
@@ -69,6 +69,9 @@ class Cycle:
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     drop_validators: set[str] = field(default_factory=set)
     forced: dict[int, set[str]] = field(default_factory=dict)
+    # a periodic full re-check: send no validators and re-list every section, so a server
+    # answering 304 for content that did change (a stale cache) cannot hide it for ever
+    unconditional: bool = False
 
     @property
     def account_id(self) -> int:
@@ -81,6 +84,8 @@ class Cycle:
         return path if path.startswith("http") else f"{self.api_root}{path}"
 
     def stored_validators(self, url: str) -> Validators | None:
+        if self.unconditional:
+            return None
         pair = self.validators.get(url) or self.store.validators(self.account_id, url)
         if not pair or url in self.drop_validators:
             return None
@@ -135,9 +140,14 @@ async def fetch_item(
     previous = det.get(rtype, record.id)
     events = det.observe(record, activities)
     comments = parse_comments(record, res.url) if rtype in COMMENTABLE else None
-    if comments is not None:
-        events += det.observe_comments(record, comments, previous, activities or [])
-    return events
+    comment_events = (
+        det.observe_comments(record, comments, previous, activities or [])
+        if comments is not None
+        else []
+    )
+    if not events and not comment_events:
+        events = det.first_read(record, previous, activities or [])
+    return events + comment_events
 
 
 async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
@@ -167,6 +177,12 @@ async def list_all(
     )
     if isinstance(res, NotModified):
         return None
+    for item in res.items:
+        # Every Basecamp listing stamps each record with `updated_at` (an expanded
+        # calendar recurrence, which has no id, is the one exception). A listing of bare
+        # `{id, ...}` objects is not Basecamp's: refuse it rather than "discover" records.
+        if "id" in item and not isinstance(item.get("updated_at"), str):
+            raise BadResponse("listed record without updated_at", url=res.url)
     if conditional:
         cycle.keep_validators(url, res.validators)
     return res.url, res.items
@@ -243,6 +259,8 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
     url = cycle.url(f"/projects/{pid}.json")
     old = det.get("Project", pid)
     old_sections = (old.data.get("meta", {}).get("sections") if old else None) or {}
+    if cycle.unconditional:
+        force = set(SECTION_TYPES)
     try:
         res = await cycle.client.get(
             url, validators=None if force else cycle.stored_validators(url)

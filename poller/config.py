@@ -66,6 +66,12 @@ class PollerSettings(_Strict):
     cycle_timeout: float = Field(300, gt=0, description="overall deadline of one cycle")
     jitter: float = Field(0.1, ge=0, le=1, description="fraction of interval added at random")
     max_pages: int = Field(200, ge=1, description="page cap per listing (50 records a page)")
+    full_recheck_interval: float = Field(
+        86400,
+        ge=0,
+        description="seconds between reconciles that ignore stored validators (catches a"
+        " stale 304); 0 = every reconcile",
+    )
 
     @field_validator("watch", mode="before")
     @classmethod
@@ -361,10 +367,21 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"malformed TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(str(path), "malformed TOML: nested too deeply") from None
 
 
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Validate a parsed config mapping (plus environment overrides) into `Settings`."""
+    if not isinstance(data, dict):
+        raise ConfigError("config", "expected a table of settings")
+    for key in data:
+        # pydantic-settings takes `_env_file`, `_secrets_dir`, `_cli_parse_args`, ... as
+        # keyword arguments: a config file must not be able to reach them.
+        if not isinstance(key, str) or key.startswith("_"):
+            raise ConfigError(str(key), "unknown setting")
     try:
         settings = Settings(**data)
     except ValidationError as exc:

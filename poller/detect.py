@@ -181,6 +181,30 @@ class Detector:
             self._emit(c, record, activities or [], parent_record=parent_record) for c in changes
         ]
 
+    def first_read(
+        self, record: Record, previous: StoredRecord | None, activities: list[Activity]
+    ) -> list[dict[str, Any]]:
+        """The change in a field read for the first time.
+
+        Index listings lack some fields (a document's or message's `content`), so the
+        stored version may not know them. When such a record's `updated_at` moved on but
+        every field it knew is unchanged (and no comment explains the move), the change
+        is in a field seen now for the first time: `<t>_changed` with `[null, new]`.
+        """
+        if previous is None or previous.state != "active" or record.trashed:
+            return []
+        known = previous.data.get("fields") or {}
+        learned = {
+            k: [None, v]
+            for k, v in sorted(record.fields.items())
+            if k not in known and v not in (None, "", [], {})
+        }
+        before, after = parse_ts(previous.updated_at), parse_ts(record.updated_at)
+        if not learned or before is None or after is None or after <= before:
+            return []
+        change = Change(f"{kind_prefix(record.type)}_changed", learned)
+        return [self._emit(change, record, activities)]
+
     def gone(
         self, rtype: str, rid: int, activities: list[Activity] | None = None
     ) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from poller.client import BasecampClient, NotModified
+from poller.client import PAGE_SIZE, BasecampClient, NotModified
 from poller.errors import BadResponse
 from poller.payloads import Activity, parse_activity, parse_ts
 
@@ -32,7 +32,10 @@ def shift_ts(value: str, seconds: float) -> str:
     if parse_ts(value) is None:
         raise ValueError(f"not a timestamp: {value!r}")
     original_tz = value.endswith("Z")
-    local = datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    try:
+        local = datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    except OverflowError:  # a cursor at the very start of the calendar: ask from there
+        return value
     text = local.isoformat(timespec="milliseconds")
     if original_tz:
         text = text.replace("+00:00", "Z")
@@ -61,7 +64,8 @@ async def poll_feed(
 ) -> FeedPage:
     """Fetch the feed since `cursor - overlap` (every page); newest first in `all`.
 
-    `first_page_only` (baseline): page 1 without `since`, to learn where "now" is.
+    `first_page_only` (baseline): page 1 without `since`, to learn where "now" is (and,
+    when page 1 is full, everything inside the overlap window behind it, to mark it seen).
     The caller fills `new` with `unseen()` once it has looked the keys up.
     """
     if first_page_only:
@@ -70,14 +74,28 @@ async def poll_feed(
             return FeedPage(cursor=cursor)
         if not isinstance(fetched.data, list) or not all(isinstance(i, dict) for i in fetched.data):
             raise BadResponse("expected a JSON array of event objects", url=fetched.url)
-        items, url = fetched.data, fetched.url
+        items, url = list(fetched.data), fetched.url
+        first = [parse_activity(item, url) for item in items]
+        top = None
+        for act in first:
+            top = newest(top, act.created_at)
+        if top is not None and overlap and len(items) >= PAGE_SIZE:
+            # Page 1 is full: more activity lies inside the overlap window the next poll
+            # reads again. Read all of it now, so it counts as seen (part of the baseline)
+            # instead of coming back as "new" activity that happened before the baseline.
+            listing = await client.get_list(
+                FEED_PATH, params={"since": shift_ts(top, overlap)}, max_pages=max_pages
+            )
+            if not isinstance(listing, NotModified):
+                items += listing.items
     else:
         params = {"since": shift_ts(cursor, overlap) if overlap else cursor} if cursor else None
         listing = await client.get_list(FEED_PATH, params=params, max_pages=max_pages)
         if isinstance(listing, NotModified):  # we never send validators; be safe anyway
             return FeedPage(cursor=cursor)
         items, url = listing.items, listing.url
-    activities = [parse_activity(item, url) for item in items]
+    parsed = [parse_activity(item, url) for item in items]
+    activities = list({a.key: a for a in parsed}.values())  # page 1 and `since` overlap
     page = FeedPage(all=activities, cursor=cursor)
     for act in activities:
         page.cursor = newest(page.cursor, act.created_at)

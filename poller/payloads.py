@@ -60,13 +60,15 @@ def parse_ts(value: str | None) -> datetime | None:
     """Parse a Basecamp timestamp (any offset, `Z`, optional fraction) to aware UTC."""
     if not value:
         return None
+    if not isinstance(value, str):
+        return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.astimezone(UTC)
+    except (ValueError, OverflowError):  # year 1 / 9999 pushed out of range by the offset
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
 
 
 def project_id_from_url(url: str | None) -> int | None:

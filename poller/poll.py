@@ -2,7 +2,8 @@
 
     feed      what happened since the cursor (every page, overlap, de-duplicated)
     targeted  refetch what the new activity points at (conditional GETs)
-    reconcile full conditional re-list when due (projects -> changed sections only)
+    reconcile full conditional re-list when due (projects -> changed sections only);
+              every `full_recheck_interval` an unconditional one (no validators, all sections)
     commit    records + validators + cursor + events + delivery rows, one transaction
 
 Any error before the commit leaves the account's state exactly as it was; the next cycle
@@ -97,6 +98,13 @@ async def poll_account(
         or state.last_reconcile_at is None
         or wall - state.last_reconcile_at >= settings.reconcile_interval
     )
+    # once every `full_recheck_interval`, that re-list ignores stored validators
+    recheck = due and (
+        baseline
+        or state.last_full_recheck_at is None
+        or wall - state.last_full_recheck_at >= settings.full_recheck_interval
+    )
+    cycle.unconditional = recheck
     if due or cycle.forced:
         await reconcile(cycle, full=due)
 
@@ -106,6 +114,7 @@ async def poll_account(
     write.cursor = page.cursor
     write.cursor_changed = page.cursor != state.cursor
     write.reconciled_at = wall if due else None
+    write.full_recheck_at = wall if recheck else None
     write.validators = cycle.validators
     write.drop_validators = cycle.drop_validators
     write.seen_activity = [

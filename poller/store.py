@@ -103,6 +103,10 @@ MIGRATIONS: list[str] = [
         expires_at REAL
     );
     """,
+    # 2: when reconcile last ignored every stored validator (`full_recheck_interval`)
+    """
+    ALTER TABLE accounts ADD COLUMN last_full_recheck_at REAL;
+    """,
 ]
 
 
@@ -116,6 +120,7 @@ class AccountState:
     last_error: str | None = None
     last_reconcile_at: float | None = None
     cycles: int = 0
+    last_full_recheck_at: float | None = None
 
 
 @dataclass
@@ -139,6 +144,7 @@ class CycleWrite:
     cursor_changed: bool = False
     baseline_done: bool = True
     reconciled_at: float | None = None
+    full_recheck_at: float | None = None
     seen_activity: list[tuple[int, str, float]] = field(default_factory=list)
     prune_activity_before: float | None = None
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -390,6 +396,9 @@ class Store:
             if write.reconciled_at is not None:
                 sets.append("last_reconcile_at = ?")
                 params.append(write.reconciled_at)
+            if write.full_recheck_at is not None:
+                sets.append("last_full_recheck_at = ?")
+                params.append(write.full_recheck_at)
             conn.execute(
                 f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",
                 [*params, aid],

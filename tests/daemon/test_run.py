@@ -141,3 +141,14 @@ def test_without_notify_socket_and_with_a_bad_metrics_address(tmp_path: Path) ->
             daemon.wait_logged("cycle_committed", within=15)
             code, _took = daemon.stop()
             assert code == 0
+
+
+def test_run_with_a_bad_config_exits_2_at_once(tmp_path: Path) -> None:
+    """Exit status 2 is what the unit's RestartPreventExitStatus= does not restart."""
+    from tests.daemon._support import run_cli
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[poller]\ninterval = 0\n")
+    result = run_cli("run", "--config", str(bad), timeout=30)
+    assert result.returncode == 2
+    assert "poller.interval" in result.stderr

@@ -165,8 +165,7 @@ def main() -> int:
         Row("simulator requests", str(multi.requests), "", "", None),
     ]
     ok = table(
-        f"idle daemon: {args.accounts} accounts, interval {args.interval:g}s, "
-        f"{end_t / 60:.1f} min",
+        f"idle daemon: {args.accounts} accounts, interval {args.interval:g}s, {end_t / 60:.1f} min",
         rows,
         [f"final RSS {end_rss:.1f} MB; the simulator runs in this process, not the daemon's"],
     )

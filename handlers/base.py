@@ -11,7 +11,7 @@ A handler type is a class with
 * `async aclose(self) -> None`: release resources (files, connections).
 
 The dispatcher calls `deliver` for one handler's events in detection order; a handler
-never sees two of its own deliveries at once unless its `concurrency` setting allows it.
+never sees two of its own deliveries at once (that is what keeps them in order).
 """
 
 from __future__ import annotations

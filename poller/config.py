@@ -241,7 +241,6 @@ class HandlerSettings(BaseModel):
     max_age: float = Field(86400, gt=0, description="seconds before a failing delivery is dead")
     retry_initial: float = Field(5, gt=0)
     retry_max: float = Field(900, gt=0)
-    concurrency: int = Field(1, ge=1, le=64, description="deliveries in flight; 1 keeps order")
 
     @property
     def options(self) -> dict[str, Any]:

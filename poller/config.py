@@ -124,6 +124,21 @@ def resolve_secret(data: dict[str, Any], key: str) -> SecretStr | None:
     return _read_secret_file(path, which)
 
 
+def collapse_secrets(data: Any, keys: tuple[str, ...]) -> Any:
+    """In a raw settings mapping, replace each `key` / `key_env` / `key_file` trio by the
+    resolved `key` (absent when none was given)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for key in keys:
+        secret = resolve_secret(data, key)
+        for k in (key, f"{key}_env", f"{key}_file"):
+            data.pop(k, None)
+        if secret is not None:
+            data[key] = secret
+    return data
+
+
 class OAuthSettings(_Strict):
     """`[accounts.oauth]`: OAuth 2 through 37signals Launchpad (refresh flow)."""
 
@@ -137,16 +152,7 @@ class OAuthSettings(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for key in ("client_secret", "refresh_token"):
-            secret = resolve_secret(data, key)
-            for k in (key, f"{key}_env", f"{key}_file"):
-                data.pop(k, None)
-            if secret is not None:
-                data[key] = secret
-        return data
+        return collapse_secrets(data, ("client_secret", "refresh_token"))
 
 
 class AccountSettings(_Strict):
@@ -168,15 +174,7 @@ class AccountSettings(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for key in ("password", "token"):
-            secret = resolve_secret(data, key)
-            for k in (f"{key}_env", f"{key}_file"):
-                data.pop(k, None)
-            data[key] = secret
-        return data
+        return collapse_secrets(data, ("password", "token"))
 
     @model_validator(mode="after")
     def _auth(self) -> AccountSettings:

@@ -234,9 +234,7 @@ class EmailHandler:
                 smtp.login(o.username, o.password.get_secret_value())
             refused = smtp.send_message(msg)
         if refused:
-            log.warning(
-                "email %s: some recipients were refused: %s", self.name, ", ".join(refused)
-            )
+            log.warning("email %s: some recipients were refused: %s", self.name, ", ".join(refused))
 
     def _scrub(self, text: str) -> str:
         if self.options.password is not None:
@@ -260,8 +258,9 @@ class EmailHandler:
             raise cls(self._scrub(f"{where}: all recipients refused: {detail}")) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise HandlerError(
-                self._scrub(f"{where}: authentication failed: {exc.smtp_code} "
-                            f"{_decode(exc.smtp_error)}")
+                self._scrub(
+                    f"{where}: authentication failed: {exc.smtp_code} {_decode(exc.smtp_error)}"
+                )
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise HandlerError(self._scrub(f"{where}: {exc} (security = {o.security!r})")) from None

@@ -172,8 +172,12 @@ async def test_wrong_password_is_retryable_and_never_shown(
         assert wrong not in text
     with pytest.raises(ValidationError) as invalid:
         EmailHandler.Options(
-            host="smtp.example.test", security="none", from_addr=FROM, to=TO,
-            username=USER, password=wrong,
+            host="smtp.example.test",
+            security="none",
+            from_addr=FROM,
+            to=TO,
+            username=USER,
+            password=wrong,
         )
     assert "without TLS" in str(invalid.value)
     assert wrong not in str(invalid.value)

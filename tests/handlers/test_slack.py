@@ -186,7 +186,9 @@ def test_url_from_file(tmp_path: Path) -> None:
     secret = tmp_path / "slack-url"
     secret.write_text("https://hooks.slack.test/services/T/B/fromfile\n")
     options = SlackHandler.Options(webhook_url_file=str(secret))  # type: ignore[call-arg]
-    assert options.webhook_url.get_secret_value() == "https://hooks.slack.test/services/T/B/fromfile"
+    assert (
+        options.webhook_url.get_secret_value() == "https://hooks.slack.test/services/T/B/fromfile"
+    )
 
 
 async def test_long_plain_text_ends_with_ellipsis(

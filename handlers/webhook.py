@@ -30,8 +30,14 @@ from handlers.base import HandlerContext, HandlerOptions
 from poller.errors import HandlerError, PermanentHandlerError
 
 _PREFIX = "whsec_"
-_RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "host",
-             "content-length"}
+_RESERVED = {
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "host",
+    "content-length",
+}
 
 
 def secret_key(secret: str) -> bytes:

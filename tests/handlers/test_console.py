@@ -19,8 +19,16 @@ async def test_one_readable_line(context: HandlerContext, event: dict[str, Any])
     out = io.StringIO()
     handler = ConsoleHandler(ConsoleHandler.Options(), context, stream=out)
     await handler.deliver(event)
-    await handler.deliver({**event, "project": None, "creator": None, "summary": "",
-                           "created_at": "garbage", "detected_at": "2024-05-01T08:09:10Z"})
+    await handler.deliver(
+        {
+            **event,
+            "project": None,
+            "creator": None,
+            "summary": "",
+            "created_at": "garbage",
+            "detected_at": "2024-05-01T08:09:10Z",
+        }
+    )
     await handler.aclose()
     lines = out.getvalue().splitlines()
     assert lines[0] == (

@@ -289,6 +289,8 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
 
 async def _sync_todolists(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
+    det.preload("Todolist", pid)  # one query, not one per record
+    det.preload("Todo", pid)  # one query, not one per record
     if cycle.watched("Todolist"):
         listed: dict[int, Record] = {}
         for path in (
@@ -325,6 +327,8 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
     """Topics carry messages (there is no message index) and tell which commentables got
     new comments (their topic's `updated_at` moves)."""
     det = cycle.detector
+    det.preload("Topic", pid)  # one query, not one per record
+    det.preload("Message", pid)  # one query, not one per record
     got = await list_all(cycle, f"/projects/{pid}/topics.json")
     assert got is not None
     url, items = got
@@ -372,6 +376,7 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
 
 async def _sync_documents(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
+    det.preload("Document", pid)  # one query, not one per record
     got = await list_all(cycle, f"/projects/{pid}/documents.json")
     assert got is not None
     listed: dict[int, Record] = {}
@@ -389,6 +394,7 @@ async def _sync_documents(cycle: Cycle, pid: int) -> None:
 async def _sync_uploads(cycle: Cycle, pid: int) -> None:
     """Uploads have no index: find them through the project's attachments."""
     det = cycle.detector
+    det.preload("Upload", pid)  # one query, not one per record
     got = await list_all(cycle, f"/projects/{pid}/attachments.json")
     assert got is not None
     uploads: dict[int, Record] = {}
@@ -420,6 +426,7 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
 
 async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
+    det.preload("CalendarEvent", pid)  # one query, not one per record
     listed: dict[int, Record] = {}
     for path in (
         f"/projects/{pid}/calendar_events.json",

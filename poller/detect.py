@@ -81,6 +81,8 @@ class Detector:
     events: list[dict[str, Any]] = field(default_factory=list)
     explained: set[int] = field(default_factory=set)  # activity ids an event used
     _children_loaded: set[tuple[str, int]] = field(default_factory=set)
+    _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
+    _ids: dict[str, set[int]] = field(default_factory=dict)  # type -> ids in `records`
 
     # -- reading ------------------------------------------------------------------
 
@@ -88,20 +90,26 @@ class Detector:
         key = (rtype, rid)
         if key not in self.records:
             self.records[key] = self.store.record(self.account_id, rtype, rid)
+            self._ids.setdefault(rtype, set()).add(rid)
         return self.records[key]
 
     def preload(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
-        """Load (once) and return the stored records of a type, optionally of one project."""
-        found = self.store.records(self.account_id, rtype, project_id=project_id)
-        for rid, rec in found.items():
-            self.records.setdefault((rtype, rid), rec)
-        return {
-            rid: rec
-            for (t, rid), rec in self.records.items()
-            if t == rtype
-            and rec is not None
-            and (project_id is None or rec.project_id == project_id)
-        }
+        """Load (once) and return the stored records of a type, optionally of one project,
+        as this cycle sees them."""
+        if (rtype, project_id) not in self._preloaded and (rtype, None) not in self._preloaded:
+            self._preloaded.add((rtype, project_id))
+            ids = self._ids.setdefault(rtype, set())
+            for rid, rec in self.store.records(
+                self.account_id, rtype, project_id=project_id
+            ).items():
+                self.records.setdefault((rtype, rid), rec)
+                ids.add(rid)
+        out: dict[int, StoredRecord] = {}
+        for rid in self._ids.get(rtype, ()):
+            stored = self.records[(rtype, rid)]
+            if stored is not None and (project_id is None or stored.project_id == project_id):
+                out[rid] = stored
+        return out
 
     def active(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
         return {k: v for k, v in self.preload(rtype, project_id).items() if v.state == "active"}
@@ -109,13 +117,16 @@ class Detector:
     def children(self, parent: tuple[str, int]) -> dict[int, StoredRecord]:
         if parent not in self._children_loaded:
             self._children_loaded.add(parent)
+            ids = self._ids.setdefault("Comment", set())
             for rid, rec in self.store.records(self.account_id, "Comment", parent=parent).items():
                 self.records.setdefault(("Comment", rid), rec)
-        return {
-            rid: rec
-            for (t, rid), rec in self.records.items()
-            if t == "Comment" and rec is not None and (rec.parent_type, rec.parent_id) == parent
-        }
+                ids.add(rid)
+        out: dict[int, StoredRecord] = {}
+        for rid in self._ids.get("Comment", ()):
+            comment = self.records[("Comment", rid)]
+            if comment is not None and (comment.parent_type, comment.parent_id) == parent:
+                out[rid] = comment
+        return out
 
     def project_ref(
         self, project_id: int | None, fallback_name: str | None = None
@@ -130,6 +141,7 @@ class Detector:
 
     def _keep(self, rec: StoredRecord) -> None:
         self.records[(rec.type, rec.id)] = rec
+        self._ids.setdefault(rec.type, set()).add(rec.id)
         self.changed[(rec.type, rec.id)] = rec
 
     def remember(
@@ -159,6 +171,8 @@ class Detector:
             state=new_state,
             data=data,
         )
+        if old is not None and old == rec:
+            return old  # unchanged: nothing to write
         self._keep(rec)
         return rec
 

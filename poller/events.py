@@ -21,7 +21,7 @@ import hashlib
 import html
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -79,7 +79,9 @@ class Event:
     private: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # shallow on purpose: `details` holds raw payloads that nobody mutates, and
+        # dataclasses.asdict deep-copies them (most of the CPU of a large first sync)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def sample_event(account_id: int = 999999999) -> dict[str, Any]:

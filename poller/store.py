@@ -224,9 +224,7 @@ class Store:
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             try:
-                cur = self.conn.execute(sql, tuple(params))
-                cols = [d[0] for d in cur.description or ()]
-                return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+                return list(self.db.query(sql, tuple(params)))
             except sqlite3.Error as exc:
                 raise StateError(f"state database read failed: {exc}") from exc
 

@@ -36,9 +36,27 @@ class AccountRunner:
     http: httpx.AsyncClient
     last_report: CycleReport | None = None
     last_error: str | None = None
+    owns_http: bool = True
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self.owns_http:
+            await self.http.aclose()
+
+
+def http_client(
+    transport: httpx.AsyncBaseTransport | None = None, *, timeout: float = 30.0
+) -> httpx.AsyncClient:
+    """An httpx client as the Basecamp client expects it: no automatic redirects (the
+    client follows same-host ones itself), the shared TLS context. Every request carries
+    its own User-Agent, credentials and timeout, so one client can serve many accounts."""
+    return httpx.AsyncClient(
+        transport=transport,
+        verify=_tls_context(),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        headers={"Accept": "application/json"},
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
 
 
 def open_account(
@@ -46,21 +64,20 @@ def open_account(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     store: Store | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> AccountRunner:
-    http = httpx.AsyncClient(
-        transport=transport,
-        verify=_tls_context(),
-        timeout=httpx.Timeout(account.timeout),
-        follow_redirects=False,
-        headers={"Accept": "application/json"},
-    )
+    """The account's client; on `http` when given (shared, not closed with the runner),
+    else on a client of its own."""
+    owns = http is None
+    if http is None:
+        http = http_client(transport, timeout=account.timeout)
     auth = None
     if account.oauth is not None and store is not None:
         from poller.oauth import OAuthAuth
 
         auth = OAuthAuth(account, store, http)
     client = BasecampClient(account, http, auth=auth)
-    return AccountRunner(account, client, http)
+    return AccountRunner(account, client, http, owns_http=owns)
 
 
 async def run_cycle(

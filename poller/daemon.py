@@ -30,7 +30,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from poller import logs, systemd
-from poller.accounts import AccountRunner, open_account, run_cycle
+from poller.accounts import AccountRunner, http_client, open_account, run_cycle
 from poller.config import AccountSettings, Settings, load_settings
 from poller.dispatch import Dispatcher, Target, build_targets
 from poller.errors import ConfigError, PollerError
@@ -60,7 +60,8 @@ class Daemon:
         self.transport_factory = transport_factory or (lambda _a: None)
         self.shutdown_timeout = shutdown_timeout
         self.store = Store(settings.poller.state_path)
-        self.metrics = Metrics()
+        self.http = http_client()  # shared by every account on the default transport
+        self.metrics = Metrics(wanted=bool(settings.metrics.listen))
         self.runners: dict[int, AccountRunner] = {}
         self.inflight: set[asyncio.Task[Any]] = set()
         self.stop_event = asyncio.Event()
@@ -100,6 +101,7 @@ class Daemon:
             self._remove_signal_handlers(loop)
             await self._close_runners(list(self.runners))
             await self.dispatcher.aclose()
+            await self.http.aclose()
             self.store.close()
             raise
         self.scheduler.start()
@@ -144,6 +146,8 @@ class Daemon:
             fut.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         self._remove_signal_handlers(loop)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http.aclose(), timeout=1.0)
         self.store.close()
         log.info("daemon_stopped")
         return 0
@@ -230,8 +234,14 @@ class Daemon:
             if aid in old and old[aid] == account and not poller_changed:
                 continue
             self._retire(aid, self.runners.pop(aid, None))
+            transport = self.transport_factory(account)
             self.runners[aid] = open_account(
-                account, transport=self.transport_factory(account), store=self.store
+                account,
+                transport=transport,
+                store=self.store,
+                # one connection pool for every account on the default transport: they
+                # all talk to basecamp.com, and 1,000 clients would cost 1,000 pools
+                http=self.http if transport is None else None,
             )
             self._added_at.setdefault(aid, time.time())
             interval = settings.poller.interval

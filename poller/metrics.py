@@ -21,18 +21,25 @@ from poller.errors import ConfigError, PollerError
 
 log = structlog.get_logger(__name__)
 
-prom: Any
-try:  # optional dependency
-    import prometheus_client as prom
-except ImportError:  # pragma: no cover - exercised when the extra is not installed
-    prom = None
+
+def _prometheus() -> Any:
+    """prometheus_client, imported only when metrics are served (it is optional, and an
+    idle daemon should not carry it)."""
+    try:
+        import prometheus_client
+    except ImportError:  # pragma: no cover - exercised when the extra is not installed
+        return None
+    return prometheus_client
 
 
 class Metrics:
-    """The daemon's counters and gauges. Safe to call when prometheus-client is absent."""
+    """The daemon's counters and gauges. Every call is a no-op when metrics are not
+    served (`wanted=False`) or prometheus-client is absent."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: bool = True) -> None:
+        prom = _prometheus() if wanted else None
         self.enabled = prom is not None
+        self.prom: Any = prom
         if prom is None:
             return
         self.registry = prom.CollectorRegistry()
@@ -134,7 +141,7 @@ class Metrics:
     def render(self) -> bytes:
         if not self.enabled:
             return b"# prometheus-client is not installed: pip install 'bcx-poller[metrics]'\n"
-        return bytes(prom.generate_latest(self.registry))
+        return bytes(self.prom.generate_latest(self.registry))
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poller.client import BasecampClient, NotModified, Validators
-from poller.detect import Detector
+from poller.detect import Detector, action_hint
 from poller.errors import BadResponse, NotFound
 from poller.payloads import (
     COMMENTABLE,
@@ -471,12 +471,101 @@ async def reconcile(cycle: Cycle, *, full: bool) -> None:
         await sync_project(cycle, pid, cycle.forced.get(pid, set()))
 
 
-async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
-    """Targeted refetch of what the new activities point at; fallback events for the rest."""
+# To-do activities on one known list at least this many: one GET of the list (it embeds
+# its to-dos) instead of one GET per to-do.
+LIST_BATCH_MIN = 3
+
+GroupKey = tuple[str, int | None, str | None]
+
+
+def _explain(cycle: Cycle, acts: list[Activity], old_updated: str | None, known: bool) -> None:
+    """Fallback events for activities no diff explained, unless the stored version
+    already reflected them (a re-list saw the change first)."""
     det = cycle.detector
-    groups: dict[tuple[str, int | None, str | None], list[Activity]] = {}
+    for act in acts:
+        if act.id in det.explained:
+            continue
+        if known and not _changed_since(old_updated, act.created_at):
+            continue
+        det.activity_only(act)
+
+
+async def _fetch_list_batch(
+    cycle: Cycle, pid: int, list_id: int, batch: dict[int, list[Activity]]
+) -> set[int]:
+    """GET one to-do list with its embedded to-dos and diff the batched ones (and any
+    other to-do of that list that changed). Returns the to-do ids it settled."""
+    det = cycle.detector
+    url = cycle.url(f"/projects/{pid}/todolists/{list_id}.json")
+    try:
+        res = await cycle.client.get(url)
+    except NotFound:
+        return set()
+    if isinstance(res, NotModified) or not isinstance(res.data, dict):
+        return set()
+    todolist = parse("Todolist", res.data, res.url, pid)
+    if cycle.watched("Todolist"):
+        det.observe(todolist)
+    else:
+        det.remember(todolist)
+    embedded = res.data.get("todos")
+    if not isinstance(embedded, dict):
+        return set()
+    settled: set[int] = set()
+    buckets = (
+        ("remaining", {"completed": False, "trashed": False}),
+        ("completed", {"completed": True, "trashed": False}),
+        ("trashed", {"trashed": True}),  # a trashed list is proof enough (never invented)
+    )
+    for bucket, flags in buckets:
+        items = embedded.get(bucket) or []
+        if not isinstance(items, list):
+            raise BadResponse(f"todolist.todos.{bucket}: expected a list", url=res.url)
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadResponse(f"todolist.todos.{bucket}: expected objects", url=res.url)
+            record = parse("Todo", {**item, **flags, "todolist_id": list_id}, res.url, pid)
+            acts = batch.get(record.id)
+            old = det.get("Todo", record.id)
+            if old is None and acts is None:
+                continue  # new and silent: the re-list will bring it with its details
+            events = det.observe(record, acts)
+            if acts is not None:
+                settled.add(record.id)
+                if not events:
+                    _explain(cycle, acts, old.updated_at if old else None, old is not None)
+    return settled
+
+
+async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
+    """Targeted refetch of what the new activities point at; fallback events for the rest.
+
+    Bursts of to-do changes in one list cost one request (the list embeds its to-dos);
+    everything else is one conditional GET per changed item.
+    """
+    det = cycle.detector
+    groups: dict[GroupKey, list[Activity]] = {}
     for act in activities:
         groups.setdefault((act.eventable_type, act.eventable_id, act.eventable_url), []).append(act)
+
+    if cycle.watched("Todo"):
+        by_list: dict[tuple[int, int], dict[int, list[Activity]]] = {}
+        for (etype, eid, _url), acts in groups.items():
+            if etype != "Todo" or eid is None or acts[-1].project_id is None:
+                continue
+            if any(action_hint(a.action) == "comment_created" for a in acts):
+                continue  # comments come only with the to-do's own GET
+            old = det.get("Todo", eid)
+            list_id = old.data.get("fields", {}).get("todolist_id") if old else None
+            if isinstance(list_id, int):
+                by_list.setdefault((acts[-1].project_id, list_id), {})[eid] = acts
+        for (list_pid, list_id), batch in by_list.items():
+            if len(batch) < LIST_BATCH_MIN:
+                continue
+            settled = await _fetch_list_batch(cycle, list_pid, list_id, batch)
+            for key in [k for k in groups if k[0] == "Todo" and k[1] in settled]:
+                del groups[key]
+
     for (etype, eid, eurl), acts in groups.items():
         fetchable = etype in SEGMENT and eid is not None and eurl is not None
         if fetchable and (
@@ -492,12 +581,7 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
                 continue
             if result:
                 continue
-            for act in acts:
-                if act.id in det.explained:
-                    continue
-                if old is not None and not _changed_since(old.updated_at, act.created_at):
-                    continue  # the stored version already reflects it (seen by a re-list)
-                det.activity_only(act)
+            _explain(cycle, acts, old.updated_at if old else None, old is not None)
         else:
             for act in acts:
                 det.activity_only(act)

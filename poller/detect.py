@@ -57,7 +57,7 @@ _NOUN: dict[str, str] = {
 }
 
 
-def _hint(action: str) -> str | None:
+def action_hint(action: str) -> str | None:
     text = action.lower()
     for suffix, words in _HINTS:
         if any(w in text for w in words):
@@ -359,7 +359,7 @@ class Detector:
             return None
         want = _suffix(kind, prefix)
         for act in reversed(activities):
-            hint = _hint(act.action)
+            hint = action_hint(act.action)
             if hint is not None and (want == hint or want.endswith(hint) or kind == hint):
                 return act
         return activities[-1]
@@ -397,7 +397,7 @@ class Detector:
             or record.updated_at
             or now_iso()
         )
-        if activity is not None and _hint(activity.action) is not None:
+        if activity is not None and action_hint(activity.action) is not None:
             summary = self._activity_summary(activity)
         else:
             verb = _VERB.get(

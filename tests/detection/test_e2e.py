@@ -236,3 +236,36 @@ async def test_event_ids_are_stable_across_sources(sim: Harness) -> None:
     assert first["kind"] == "todo_completed" and first["source"] == "diff"
     await sim.cycle()
     assert sim.new_events() == []
+
+
+async def test_a_burst_in_one_list_costs_one_list_request_and_gives_every_event(
+    sim: Harness,
+) -> None:
+    ids = await baseline(sim)
+    a = sim.account
+    todos = [a.create_todo(ids["list"], f"Burst {n}", silent=True) for n in range(12)]
+    await sim.cycle()
+    assert len(sim.new_events()) == 12
+    a.complete_todo(todos[0], by=ids["bob"])
+    await sim.cycle()
+    sim.new_events()
+    sim.app.log.clear()
+    for t in todos[1:6]:
+        a.complete_todo(t, by=ids["ann"])
+    for t in todos[6:10]:
+        a.update_todo(t, content="Renamed", by=ids["bob"])
+    a.uncomplete_todo(todos[0], by=ids["bob"])
+    a.trash_todo(todos[10], by=ids["bob"])
+    await sim.cycle()
+    events = sim.new_events()
+    kinds = sorted((e["recording"]["id"], e["kind"]) for e in events)
+    expected = sorted(
+        [(t, "todo_completed") for t in todos[1:6]]
+        + [(t, "todo_content_changed") for t in todos[6:10]]
+        + [(todos[0], "todo_uncompleted"), (todos[10], "todo_trashed")]
+    )
+    assert kinds == expected
+    single_todo_gets = sim.app.log.matching(r"/todos/\d+\.json$")
+    list_gets = sim.app.log.matching(rf"/todolists/{ids['list']}\.json$")
+    assert single_todo_gets == [] and len(list_gets) == 1
+    assert {e["creator"]["id"] for e in events if e["kind"] == "todo_completed"} == {ids["ann"]}

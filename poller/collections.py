@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from poller.client import BasecampClient, NotModified, Validators
 from poller.detect import Detector, action_hint
 from poller.errors import BadResponse, NotFound
@@ -26,6 +28,8 @@ from poller.payloads import (
     parse_ts,
 )
 from poller.store import Store
+
+log = structlog.get_logger(__name__)
 
 TYPE_WATCH = {v: k for k, v in WATCH_TYPES.items()}
 # Basecamp type -> URL collection segment of its single resource under a project
@@ -467,8 +471,18 @@ async def reconcile(cycle: Cycle, *, full: bool) -> None:
             await sync_people(cycle)
     else:
         projects = []
-    for pid in sorted(set(projects) | set(cycle.forced)):
+    todo = sorted(set(projects) | set(cycle.forced))
+    for done, pid in enumerate(todo, start=1):
         await sync_project(cycle, pid, cycle.forced.get(pid, set()))
+        if cycle.baseline:  # a first sync of a big account takes a while: show progress
+            log.info(
+                "first_sync_progress",
+                account=cycle.account_id,
+                projects_done=done,
+                projects=len(todo),
+                records=len(cycle.detector.changed),
+                requests=cycle.client.stats.requests,
+            )
 
 
 # To-do activities on one known list at least this many: one GET of the list (it embeds

@@ -42,6 +42,7 @@ def test_once_delivers_each_change_once_and_rerunning_never_re_emits(sim: Harnes
     first = run("once", "--config", str(config), "--deliver-timeout", "5")
     assert first.returncode == 0, first.stderr
     assert "baseline recorded" in first.stderr
+    assert '"first_sync_progress"' in first.stderr  # a long first sync shows progress
     assert lines(out) == []
     sim.clock.advance(60)
     sim.account.complete_todo(todo)

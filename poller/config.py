@@ -66,6 +66,9 @@ class PollerSettings(_Strict):
     cycle_timeout: float = Field(300, gt=0, description="overall deadline of one cycle")
     jitter: float = Field(0.1, ge=0, le=1, description="fraction of interval added at random")
     max_pages: int = Field(200, ge=1, description="page cap per listing (50 records a page)")
+    max_activities: int = Field(
+        2000, ge=1, description="new activities one cycle processes; a backlog goes in slices"
+    )
     full_recheck_interval: float = Field(
         86400,
         ge=0,

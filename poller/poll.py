@@ -21,7 +21,7 @@ from poller.client import BasecampClient
 from poller.collections import TYPE_WATCH, Cycle, apply_activities, reconcile
 from poller.config import PollerSettings
 from poller.detect import Detector
-from poller.feed import poll_feed, unseen
+from poller.feed import newest, poll_feed, unseen
 from poller.payloads import kind_prefix, parse_ts
 from poller.store import Router, Store
 
@@ -87,13 +87,25 @@ async def poll_account(
     )
     seen = store.seen_activity(account_id, [a.key for a in page.all])
     new = [] if baseline else unseen(page.all, seen)
+    cursor = page.cursor
+    backlog = len(new) > settings.max_activities
+    if backlog:
+        # a slice, oldest first; the cursor moves only as far as what was processed,
+        # and the rest comes back (after the overlap, de-duplicated) next cycle
+        new = new[: settings.max_activities]
+        cursor = state.cursor
+        for act in new:
+            cursor = newest(cursor, act.created_at)
+        bound.info(
+            "feed_backlog", processing=len(new), pending=len(page.all) - len(seen) - len(new)
+        )
 
     # 2. targeted refetch of what the new activity points at
     if new:
         await apply_activities(cycle, new)
 
-    # 3. full conditional re-list when due (always on the first sync)
-    due = (
+    # 3. full conditional re-list when due (always on the first sync); a backlog first
+    due = not backlog and (
         baseline
         or state.last_reconcile_at is None
         or wall - state.last_reconcile_at >= settings.reconcile_interval
@@ -111,17 +123,16 @@ async def poll_account(
     # 4. one transaction
     write = detector.to_write()
     write.events = [e for e in write.events if _event_watched(e["kind"], cycle.watch)]
-    write.cursor = page.cursor
-    write.cursor_changed = page.cursor != state.cursor
+    write.cursor = cursor
+    write.cursor_changed = cursor != state.cursor
     write.reconciled_at = wall if due else None
     write.full_recheck_at = wall if recheck else None
     write.validators = cycle.validators
     write.drop_validators = cycle.drop_validators
-    write.seen_activity = [
-        (a.id, a.updated_at, _ts(a.created_at)) for a in page.all if a.key not in seen
-    ]
-    if page.cursor is not None:  # relative to Basecamp's clock, not ours
-        write.prune_activity_before = _ts(page.cursor) - 2 * settings.feed_overlap - 3600
+    processed = new if backlog else [a for a in page.all if a.key not in seen]
+    write.seen_activity = [(a.id, a.updated_at, _ts(a.created_at)) for a in processed]
+    if cursor is not None:  # relative to Basecamp's clock, not ours
+        write.prune_activity_before = _ts(cursor) - 2 * settings.feed_overlap - 3600
     added = store.commit_cycle(write, route)
     report = CycleReport(
         account_id=account_id,

@@ -269,3 +269,21 @@ async def test_a_burst_in_one_list_costs_one_list_request_and_gives_every_event(
     list_gets = sim.app.log.matching(rf"/todolists/{ids['list']}\.json$")
     assert single_todo_gets == [] and len(list_gets) == 1
     assert {e["creator"]["id"] for e in events if e["kind"] == "todo_completed"} == {ids["ann"]}
+
+
+async def test_a_feed_backlog_is_worked_through_in_committed_slices(sim: Harness) -> None:
+    """After a long outage, each cycle processes at most `max_activities`, oldest first,
+    and commits; nothing is lost or doubled and the re-list waits until caught up."""
+    sim.overrides.update(max_activities=10, reconcile_interval=3600)
+    ids = await baseline(sim)
+    created = []
+    for n in range(25):
+        sim.clock.advance(1)
+        created.append(sim.account.create_todo(ids["list"], f"Backlog {n}", by=ids["ann"]))
+    seen: list[int] = []
+    for expected in (10, 20, 25, 25):
+        report = await sim.cycle(advance=1)
+        assert report is not None and not report.reconciled
+        seen += [e["recording"]["id"] for e in sim.new_events()]
+        assert len(seen) == expected
+    assert seen == created  # oldest first, each exactly once

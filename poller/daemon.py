@@ -22,6 +22,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,9 +231,13 @@ class Daemon:
             self._added_at.pop(aid, None)
             self.metrics.forget_account(aid)
             log.info("account_removed", account=aid)
-        for aid, account in new.items():
-            if aid in old and old[aid] == account and not poller_changed:
-                continue
+        starting = [
+            aid
+            for aid, account in new.items()
+            if not (aid in old and old[aid] == account and not poller_changed)
+        ]
+        for index, aid in enumerate(starting):
+            account = new[aid]
             self._retire(aid, self.runners.pop(aid, None))
             transport = self.transport_factory(account)
             self.runners[aid] = open_account(
@@ -256,7 +261,9 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(1, int(interval)),
-                next_run_time=_now(),
+                # the first cycles are spread over one interval (0, i/n, ...): a thousand
+                # accounts starting at once would all ask for connections at once
+                next_run_time=_now() + timedelta(seconds=interval * index / len(starting)),
                 replace_existing=True,
             )
             if not first:
@@ -426,9 +433,7 @@ async def _close_targets(targets: dict[str, Target]) -> None:
             await target.handler.aclose()
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 

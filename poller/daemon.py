@@ -42,6 +42,10 @@ from poller.store import Store
 
 log = structlog.get_logger(__name__)
 
+# Cycles running at once (each is a few sequential requests): enough to keep a thousand
+# accounts on a 30 s interval busy, few enough to stay inside the shared connection pool.
+MAX_CONCURRENT_CYCLES = 32
+
 TransportFactory = Callable[[AccountSettings], httpx.AsyncBaseTransport | None]
 
 
@@ -62,6 +66,7 @@ class Daemon:
         self.shutdown_timeout = shutdown_timeout
         self.store = Store(settings.poller.state_path)
         self.http = http_client()  # shared by every account on the default transport
+        self._cycle_slots = asyncio.Semaphore(MAX_CONCURRENT_CYCLES)
         self.metrics = Metrics(wanted=bool(settings.metrics.listen))
         self.runners: dict[int, AccountRunner] = {}
         self.inflight: set[asyncio.Task[Any]] = set()
@@ -346,14 +351,20 @@ class Daemon:
             return route(event)
 
         try:
-            with structlog.contextvars.bound_contextvars(account=account_id):
-                report = await run_cycle(
-                    runner,
-                    self.store,
-                    self.settings.poller,
-                    counting_route,
-                    on_commit=self.dispatcher.notify,
-                )
+            # At most MAX_CONCURRENT_CYCLES cycles talk to Basecamp at once; the others
+            # wait here, before their deadline starts, instead of timing out mid-cycle on
+            # a connection pool that a thousand accounts would share.
+            async with self._cycle_slots:
+                if self.stop_event.is_set():
+                    return
+                with structlog.contextvars.bound_contextvars(account=account_id):
+                    report = await run_cycle(
+                        runner,
+                        self.store,
+                        self.settings.poller,
+                        counting_route,
+                        on_commit=self.dispatcher.notify,
+                    )
         except asyncio.CancelledError:
             log.warning("cycle_abandoned", account=account_id, reason="shutdown deadline")
             return

@@ -291,31 +291,39 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
             await SECTION_SYNC[section](cycle, pid)
 
 
+async def _listed(cycle: Cycle, rtype: str, pid: int, *paths: str) -> dict[int, Record]:
+    """Every item of these listings (all pages), parsed, first occurrence kept. Expanded
+    calendar recurrences (no `id` of their own) are left out."""
+    listed: dict[int, Record] = {}
+    for path in paths:
+        got = await list_all(cycle, path)
+        assert got is not None  # unconditional listings never answer 304
+        url, items = got
+        for item in items:
+            if isinstance(item, dict) and "id" not in item and "recurrence" in item:
+                continue
+            rec = parse(rtype, item, url, pid)
+            listed.setdefault(rec.id, rec)
+    return listed
+
+
 async def _sync_todolists(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     det.preload("Todolist", pid)  # one query, not one per record
     det.preload("Todo", pid)  # one query, not one per record
     if cycle.watched("Todolist"):
-        listed: dict[int, Record] = {}
-        for path in (
+        listed = await _listed(
+            cycle,
+            "Todolist",
+            pid,
             f"/projects/{pid}/todolists.json",
             f"/projects/{pid}/todolists/completed.json",
-        ):
-            got = await list_all(cycle, path)
-            assert got is not None
-            for item in got[1]:
-                rec = parse("Todolist", item, got[0], pid)
-                listed.setdefault(rec.id, rec)
+        )
         for rec in listed.values():
             await observe_listed(cycle, rec, full=False)
         await _settle(cycle, "Todolist", listed, det.active("Todolist", pid))
     if cycle.watched("Todo") or cycle.watched("Comment"):
-        got = await list_all(cycle, f"/projects/{pid}/todos.json")
-        assert got is not None
-        todos: dict[int, Record] = {}
-        for item in got[1]:
-            rec = parse("Todo", item, got[0], pid)
-            todos.setdefault(rec.id, rec)
+        todos = await _listed(cycle, "Todo", pid, f"/projects/{pid}/todos.json")
         for rec in todos.values():
             old = det.get("Todo", rec.id)
             count = rec.meta.get("comments_count")
@@ -381,12 +389,7 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
 async def _sync_documents(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     det.preload("Document", pid)  # one query, not one per record
-    got = await list_all(cycle, f"/projects/{pid}/documents.json")
-    assert got is not None
-    listed: dict[int, Record] = {}
-    for item in got[1]:
-        rec = parse("Document", item, got[0], pid)
-        listed.setdefault(rec.id, rec)
+    listed = await _listed(cycle, "Document", pid, f"/projects/{pid}/documents.json")
     for rec in listed.values():
         old = det.get("Document", rec.id)
         await observe_listed(
@@ -431,18 +434,13 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
 async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     det.preload("CalendarEvent", pid)  # one query, not one per record
-    listed: dict[int, Record] = {}
-    for path in (
+    listed = await _listed(
+        cycle,
+        "CalendarEvent",
+        pid,
         f"/projects/{pid}/calendar_events.json",
         f"/projects/{pid}/calendar_events/past.json",
-    ):
-        got = await list_all(cycle, path)
-        assert got is not None
-        for item in got[1]:
-            if isinstance(item, dict) and "id" not in item:
-                continue  # an expanded recurrence: no id of its own
-            rec = parse("CalendarEvent", item, got[0], pid)
-            listed.setdefault(rec.id, rec)
+    )
     for rec in listed.values():
         old = det.get("CalendarEvent", rec.id)
         old_count = old.data.get("meta", {}).get("comments_count") if old else None

@@ -549,6 +549,22 @@ async def _fetch_list_batch(
     return settled
 
 
+async def _project_activity(cycle: Cycle, pid: int, url: str | None, acts: list[Activity]) -> None:
+    """Activity on a project itself (created, renamed, archived): its diff carries the
+    activity. Its section summaries were just read, so this cycle re-lists every section
+    of it rather than trust a summary no listing has looked behind."""
+    det = cycle.detector
+    old = det.get("Project", pid)
+    result = await fetch_item(
+        cycle, "Project", url or cycle.url(f"/projects/{pid}.json"), pid, acts
+    )
+    if result is None:
+        return  # gone: the projects listing and a 404 settle it (project_trashed)
+    cycle.forced.setdefault(pid, set()).update(SECTION_TYPES)
+    if not result:
+        _explain(cycle, acts, old.updated_at if old else None, old is not None)
+
+
 async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
     """Targeted refetch of what the new activities point at; fallback events for the rest.
 
@@ -579,6 +595,9 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
                 del groups[key]
 
     for (etype, eid, eurl), acts in groups.items():
+        if etype == "Project" and eid is not None and cycle.watched("Project"):
+            await _project_activity(cycle, eid, eurl, acts)
+            continue
         fetchable = etype in SEGMENT and eid is not None and eurl is not None
         if fetchable and (
             cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)

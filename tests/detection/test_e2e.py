@@ -287,3 +287,28 @@ async def test_a_feed_backlog_is_worked_through_in_committed_slices(sim: Harness
         seen += [e["recording"]["id"] for e in sim.new_events()]
         assert len(seen) == expected
     assert seen == created  # oldest first, each exactly once
+
+
+async def test_project_activity_gives_one_event_each_and_hides_no_silent_change(
+    sim: Harness,
+) -> None:
+    """Activity on a project itself is diffed like any item (one event, with its
+    creator), and reading the project's fresh summaries never hides a silent change."""
+    sim.overrides["reconcile_interval"] = 3600  # only the feed drives these cycles
+    ids = await baseline(sim)
+    a = sim.account
+    new = a.create_project("Second", by=ids["ann"])
+    await sim.cycle()
+    assert [(e["kind"], e["creator"]["id"]) for e in sim.new_events()] == [
+        ("project_created", ids["ann"])
+    ]
+    a.update_project(ids["project"], name="Launch 2", by=ids["bob"])
+    a.trash_document(ids["doc"], silent=True)  # same project, no feed entry
+    await sim.cycle()
+    got = sorted((e["kind"], e["source"]) for e in sim.new_events())
+    assert got == [("document_trashed", "diff"), ("project_changed", "activity+diff")]
+    a.archive_project(new, by=ids["ann"])
+    await sim.cycle()
+    assert [e["kind"] for e in sim.new_events()] == ["project_archived"]
+    await sim.cycle(advance=4000)  # a full re-list later: nothing more
+    assert sim.new_events() == []

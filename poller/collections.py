@@ -73,6 +73,8 @@ class Cycle:
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     drop_validators: set[str] = field(default_factory=set)
     forced: dict[int, set[str]] = field(default_factory=dict)
+    # activities whose item answered 404: the re-list that settles it carries them
+    gone_activities: dict[tuple[str, int], list[Activity]] = field(default_factory=dict)
     # a periodic full re-check: send no validators and re-list every section, so a server
     # answering 304 for content that did change (a stale cache) cannot hide it for ever
     unconditional: bool = False
@@ -162,7 +164,7 @@ async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
     url = cycle.item_url(rtype, rid, old.project_id, old.data.get("meta", {}))
     result = await fetch_item(cycle, rtype, url, old.project_id, conditional=False)
     if result is None:
-        cycle.detector.gone(rtype, rid)
+        cycle.detector.gone(rtype, rid, cycle.gone_activities.get((rtype, rid)))
         cycle.drop_validators.add(url)
 
 
@@ -609,6 +611,7 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
             if result is None:
                 if pid is not None:  # 404: let this cycle's re-list of that section settle it
                     cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[etype])
+                    cycle.gone_activities[(etype, eid)] = acts
                 continue
             if result:
                 continue

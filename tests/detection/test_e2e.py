@@ -312,3 +312,16 @@ async def test_project_activity_gives_one_event_each_and_hides_no_silent_change(
     assert [e["kind"] for e in sim.new_events()] == ["project_archived"]
     await sim.cycle(advance=4000)  # a full re-list later: nothing more
     assert sim.new_events() == []
+
+
+async def test_a_trash_with_a_feed_entry_carries_who_did_it(sim: Harness) -> None:
+    """The item answers 404, this cycle's re-list confirms it is gone, and the event
+    carries the activity (who trashed it) instead of coming out anonymous."""
+    sim.overrides["reconcile_interval"] = 3600  # the 404 alone forces the re-list
+    ids = await baseline(sim)
+    sim.account.trash_document(ids["doc"], by=ids["bob"])
+    await sim.cycle()
+    event = only(sim.new_events())
+    assert event["kind"] == "document_trashed"
+    assert event["source"] == "activity+diff"
+    assert event["creator"]["id"] == ids["bob"]

@@ -57,6 +57,21 @@ _NOUN: dict[str, str] = {
 }
 
 
+def _with_move(changes: list[Change], rtype: str, old_pid: int, new_pid: int) -> list[Change]:
+    """Add a move between projects (Basecamp answers the old URL with 301) to the record's
+    `<t>_changed` event as `project_id: [old, new]`."""
+    kind = f"{kind_prefix(rtype)}_changed"
+    moved = {"project_id": [old_pid, new_pid]}
+    for index, change in enumerate(changes):
+        if change.kind == kind:
+            return [
+                *changes[:index],
+                Change(kind, {**change.changes, **moved}),
+                *changes[index + 1 :],
+            ]
+    return [*changes, Change(kind, moved)]
+
+
 def action_hint(action: str) -> str | None:
     text = action.lower()
     for suffix, words in _HINTS:
@@ -190,6 +205,15 @@ class Detector:
         changes = classify(record.type, old_fields, record.fields)
         if old is not None and old.state == "gone" and not record.trashed:
             changes = [Change(f"{kind_prefix(record.type)}_created", {})]
+        elif (
+            old_fields is not None
+            and not record.trashed
+            and record.type != "Project"
+            and old.project_id is not None  # type: ignore[union-attr]
+            and record.project_id is not None
+            and old.project_id != record.project_id  # type: ignore[union-attr]
+        ):
+            changes = _with_move(changes, record.type, old.project_id, record.project_id)  # type: ignore[union-attr]
         self.remember(record)
         return [
             self._emit(c, record, activities or [], parent_record=parent_record) for c in changes

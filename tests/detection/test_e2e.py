@@ -325,3 +325,22 @@ async def test_a_trash_with_a_feed_entry_carries_who_did_it(sim: Harness) -> Non
     assert event["kind"] == "document_trashed"
     assert event["source"] == "activity+diff"
     assert event["creator"]["id"] == ids["bob"]
+
+
+async def test_a_list_moved_to_another_project_is_one_change_with_the_move(
+    sim: Harness,
+) -> None:
+    ids = await baseline(sim)
+    other = sim.account.create_project("Elsewhere", silent=True)
+    await sim.cycle()
+    assert [e["kind"] for e in sim.new_events()] == ["project_created"]
+    sim.account.move_todolist(ids["list"], other, by=ids["bob"])
+    await sim.cycle()
+    events = sim.new_events()
+    moved = [e for e in events if e["recording"]["id"] == ids["list"]]
+    assert [(e["kind"], e["changes"]) for e in moved] == [
+        ("todolist_changed", {"project_id": [ids["project"], other]})
+    ]
+    assert moved[0]["creator"]["id"] == ids["bob"]
+    assert moved[0]["project"]["id"] == other
+    assert not any(e["kind"].endswith("_trashed") for e in events)

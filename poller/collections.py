@@ -210,7 +210,6 @@ async def observe_listed(cycle: Cycle, record: Record, *, full: bool) -> None:
     """Diff a listed record; fetch its single resource when the listing cannot say enough
     (new item, comments or content changed) and this is not a baseline."""
     det = cycle.detector
-    old = det.get(record.type, record.id)
     if full and not cycle.baseline and not record.trashed:
         url = cycle.item_url(record.type, record.id, record.project_id, record.meta)
         if await fetch_item(cycle, record.type, url, record.project_id) is not None:
@@ -219,7 +218,6 @@ async def observe_listed(cycle: Cycle, record: Record, *, full: bool) -> None:
         det.observe(record)
     else:
         det.remember(record)
-    del old
 
 
 async def sync_projects(cycle: Cycle) -> list[int]:

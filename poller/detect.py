@@ -159,9 +159,7 @@ class Detector:
         self._ids.setdefault(rec.type, set()).add(rec.id)
         self.changed[(rec.type, rec.id)] = rec
 
-    def remember(
-        self, record: Record, *, state: str | None = None, extra_meta: dict[str, Any] | None = None
-    ) -> StoredRecord:
+    def remember(self, record: Record) -> StoredRecord:
         """Store the new version of a record (merged over the old) without diffing."""
         old = self.get(record.type, record.id)
         data = record.stored()
@@ -171,9 +169,7 @@ class Detector:
                 **old.data.get("meta", {}),
                 **{k: v for k, v in record.meta.items() if v is not None},
             }
-        if extra_meta:
-            data["meta"].update(extra_meta)
-        new_state = state or ("trashed" if data["fields"].get("trashed") else "active")
+        new_state = "trashed" if data["fields"].get("trashed") else "active"
         rec = StoredRecord(
             type=record.type,
             id=record.id,
@@ -196,7 +192,6 @@ class Detector:
         record: Record,
         activities: list[Activity] | None = None,
         *,
-        parent: StoredRecord | None = None,
         parent_record: Record | None = None,
     ) -> list[dict[str, Any]]:
         """Diff `record` against its stored version, keep it, and emit its events."""

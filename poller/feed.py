@@ -22,7 +22,6 @@ FEED_PATH = "/events.json"
 class FeedPage:
     """What one poll of the feed found."""
 
-    new: list[Activity] = field(default_factory=list)  # oldest first, not seen before
     all: list[Activity] = field(default_factory=list)  # everything returned, newest first
     cursor: str | None = None  # newest created_at returned (server string), or the old one
 
@@ -66,7 +65,7 @@ async def poll_feed(
 
     `first_page_only` (baseline): page 1 without `since`, to learn where "now" is (and,
     when page 1 is full, everything inside the overlap window behind it, to mark it seen).
-    The caller fills `new` with `unseen()` once it has looked the keys up.
+    The caller picks the new ones with `unseen()` once it has looked the keys up.
     """
     if first_page_only:
         fetched = await client.get(FEED_PATH)

@@ -242,12 +242,6 @@ class Store:
             version = number
         return version
 
-    def integrity_ok(self) -> bool:
-        rows = self._query("PRAGMA integrity_check")
-        return bool(rows) and next(iter(rows[0].values())) == "ok"
-
-    # -- accounts -------------------------------------------------------------------
-
     def account(self, account_id: int) -> AccountState:
         rows = self._query("SELECT * FROM accounts WHERE account_id = ?", (account_id,))
         if not rows:
@@ -290,24 +284,6 @@ class Store:
             ):
                 seen.add((int(row["activity_id"]), str(row["updated_at"])))
         return seen & set(keys)
-
-    def activity_ids_seen(self, account_id: int, ids: Iterable[int]) -> set[int]:
-        ids = sorted(set(ids))
-        if not ids:
-            return set()
-        out: set[int] = set()
-        for start in range(0, len(ids), 400):
-            chunk = ids[start : start + 400]
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(
-                f"SELECT DISTINCT activity_id FROM seen_activity WHERE account_id = ?"
-                f" AND activity_id IN ({marks})",
-                [account_id, *chunk],
-            ):
-                out.add(int(row["activity_id"]))
-        return out
-
-    # -- validators -----------------------------------------------------------------
 
     def validators(self, account_id: int, url: str) -> tuple[str | None, str | None] | None:
         rows = self._query(

@@ -19,15 +19,18 @@ from poller.simulator.faults import FAULT_KINDS, Fault, FaultSet, SimRequest
 from poller.simulator.populate import demo_account, populate
 from poller.simulator.requestlog import LoggedRequest, RequestLog
 from poller.simulator.server import account_base_url, main, run, serve
+from poller.simulator.state import ERAS, Era
 from poller.simulator.transport import SimulatorTransport, SyncSimulatorTransport
 
 __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERNAME",
+    "ERAS",
     "FAULT_KINDS",
     "UNSET",
     "Account",
     "Credentials",
+    "Era",
     "Fault",
     "FaultSet",
     "Launchpad",

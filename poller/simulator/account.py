@@ -43,10 +43,12 @@ class Account(ContentMutations, AccountQueries):
     """One Basecamp 2 account: people, projects and everything in them, plus the feed.
 
     `Account(account_id=999999999, *, name=..., clock=None, seed=0, offset="-05:00",
-    owner_name="Demo Owner", owner_email="demo@example.com")`.
+    owner_name="Demo Owner", owner_email="demo@example.com", era="current")`.
     `clock` returns aware datetimes (default real time; use `ManualClock` in tests).
     `offset` is how timestamps are rendered: `"-05:00"` (default), `"Z"`, `"+02:00"`...
     `seed` makes ids deterministic. The owner person is created at once (`owner_id`).
+    `era="2013"` serves the shapes older accounts answered with: links are `url` only
+    (no `app_url`) and feed events have no `eventable` (default `era="current"`).
     Content mutations (messages, comments, documents, uploads, calendar entries) come
     from `ContentMutations`; lookups and `snapshot()` from `AccountQueries`.
     """

@@ -4,6 +4,12 @@ A `Renderer` is made per request with the base URL the client used, so `url` fie
 point back at whichever server or transport served them. The quirks are deliberate:
 `completed_at: false` for open to-dos, `assignee: {}` when unassigned, `attachments` as a
 count on topics, `bucket` only on account-wide lists, people URLs slugged.
+
+Links follow the docs examples and recorded bodies: listings, embedded records, to-dos
+and calendar entries carry `url`/`app_url`; the single GETs of projects, people,
+to-do lists, messages, documents and uploads carry neither; comments never have their
+own. An account of the 2013 era (`Account(era="2013")`) renders every link as `url`
+only and feed events without `eventable` or `private`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Renderer:
         self.account = account
         self.base = base_url.rstrip("/")
         self.root = f"{self.base}/{account.account_id}"
+        self.old = account.era == "2013"
         self._list_cache: dict[int, Json] = {}
 
     # ------------------------------------------------------------------ basics
@@ -51,7 +58,15 @@ class Renderer:
         return f"{self.root}/{path}"
 
     def links(self, path: str) -> Json:
+        """`url` and `app_url` (2013 era: `url` only)."""
+        if self.old:
+            return {"url": self.api_url(path)}
         return {"url": self.api_url(path), "app_url": self.app_url(path)}
+
+    @staticmethod
+    def unlinked(payload: Json) -> Json:
+        """A copy without the top-level `url`/`app_url` (what single GETs look like)."""
+        return {k: v for k, v in payload.items() if k not in ("url", "app_url")}
 
     def ts(self, when: datetime | None) -> str | None:
         return None if when is None else self.account.ts(when)
@@ -101,20 +116,20 @@ class Renderer:
             k: v for k, v in self.creator(person.id).items() if k.endswith("avatar_url")
         }
         out |= {"created_at": self.ts(person.created_at), "updated_at": self.ts(person.updated_at)}
-        out |= self.links(f"people/{person.slug}")
-        if full:
-            acc = self.account
-            mine = [e for e in acc.events if e.creator_id == person.id]
-            assigned = [acc.todos[i] for i in acc.assigned.get(person.id, ())]
-            assigned = [t for t in assigned if acc.is_live(t) and t.completed_at is None]
-            out["events"] = {
-                "count": len(mine),
-                "updated_at": self.ts(mine[-1].created_at) if mine else None,
-            } | self.links(f"people/{person.slug}/events")
-            out["assigned_todos"] = {
-                "count": len(assigned),
-                "updated_at": self.ts(max((t.updated_at for t in assigned), default=None)),
-            } | self.links(f"people/{person.slug}/assigned_todos")
+        if not full:
+            return out | self.links(f"people/{person.slug}")
+        acc = self.account
+        mine = [e for e in acc.events if e.creator_id == person.id]
+        assigned = [acc.todos[i] for i in acc.assigned.get(person.id, ())]
+        assigned = [t for t in assigned if acc.is_live(t) and t.completed_at is None]
+        out["events"] = {
+            "count": len(mine),
+            "updated_at": self.ts(mine[-1].created_at) if mine else None,
+        } | self.links(f"people/{person.slug}/events")
+        out["assigned_todos"] = {
+            "count": len(assigned),
+            "updated_at": self.ts(max((t.updated_at for t in assigned), default=None)),
+        } | self.links(f"people/{person.slug}/assigned_todos")
         return out
 
     def project(self, project: Project, *, full: bool = False) -> Json:
@@ -133,9 +148,9 @@ class Renderer:
             "draft": False,
             "is_client_project": project.is_client_project,
             "color": project.color,
-        } | self.links(path)
+        }
         if not full:
-            return out
+            return out | self.links(path)
         acc = self.account
         out["creator"] = self.creator(project.creator_id)
         counts = {
@@ -207,13 +222,14 @@ class Renderer:
             self._list_cache[todolist.id] = out
         return out
 
-    def todolist_full(self, todolist: Todolist) -> Json:
-        out = self.todolist(todolist) | {
-            "todos": {
+    def todolist_full(self, todolist: Todolist, *, todos: bool = True) -> Json:
+        """The single GET: no `url`/`app_url`; `todos` unless `exclude_todos=true`."""
+        out = self.unlinked(self.todolist(todolist))
+        if todos:
+            out["todos"] = {
                 which: [self.todo_brief(t) for t in self.account.todos_of(todolist, which)]
                 for which in ("remaining", "completed", "trashed")
             }
-        }
         return out | self.discussion(todolist)
 
     def assignee(self, person_id: int | None) -> Json:
@@ -294,20 +310,16 @@ class Renderer:
         return out
 
     def message(self, message: Message) -> Json:
-        return (
-            {
-                "id": message.id,
-                "subject": message.subject,
-                "created_at": self.ts(message.created_at),
-                "updated_at": self.ts(message.updated_at),
-                "content": message.content,
-                "private": message.private,
-                "trashed": message.trashed,
-                "creator": self.creator(message.creator_id),
-            }
-            | self.links(self.item_path(message))
-            | self.discussion(message)
-        )
+        return {
+            "id": message.id,
+            "subject": message.subject,
+            "created_at": self.ts(message.created_at),
+            "updated_at": self.ts(message.updated_at),
+            "content": message.content,
+            "private": message.private,
+            "trashed": message.trashed,
+            "creator": self.creator(message.creator_id),
+        } | self.discussion(message)
 
     # ------------------------------------------------------------------ documents, files
 
@@ -317,7 +329,9 @@ class Renderer:
             "title": document.doc_title,
             "created_at": self.ts(document.created_at),
             "updated_at": self.ts(document.updated_at),
-        } | self.links(self.item_path(document))
+        }
+        if not full:
+            out |= self.links(self.item_path(document))
         out |= {"private": document.private, "trashed": document.trashed}
         if bucket:
             out["bucket"] = self.bucket(document.project_id, color=True)
@@ -347,6 +361,8 @@ class Renderer:
             "tags": [],
             "creator": self.creator(attachment.creator_id),
         }
+        if self.old:
+            del out["app_url"]
         if embedded:
             for key in ("id", "updated_at", "thumbnail_url", "private", "trashed", "tags"):
                 out.pop(key)
@@ -357,19 +373,14 @@ class Renderer:
 
     def upload(self, upload: Upload) -> Json:
         attachments = [self.account.attachments[i] for i in upload.attachment_ids]
-        return (
-            {
-                "id": upload.id,
-                "created_at": self.ts(upload.created_at),
-                "updated_at": self.ts(upload.updated_at),
-                "content": upload.content,
-                "private": upload.private,
-                "trashed": upload.trashed,
-                "attachments": [self.attachment(a, embedded=True) for a in attachments],
-            }
-            | self.links(self.item_path(upload))
-            | self.discussion(upload)
-        )
+        return {
+            "id": upload.id,
+            "created_at": self.ts(upload.created_at),
+            "updated_at": self.ts(upload.updated_at),
+            "content": upload.content,
+            "trashed": upload.trashed,
+            "attachments": [self.attachment(a, embedded=True) for a in attachments],
+        } | self.discussion(upload)
 
     # ------------------------------------------------------------------ calendar
 
@@ -396,8 +407,13 @@ class Renderer:
     # ------------------------------------------------------------------ feed
 
     def event(self, event: FeedEvent, *, bucket: bool = False) -> Json:
+        """A feed entry. 2013 era: no `eventable`, no `private`, and an activity about a
+        person (access granted) links its `html_url` to the project, as recorded."""
         links = self.links(event.eventable_path)
-        html_url = links["app_url"]
+        page = event.eventable_path
+        if self.old and event.eventable_type == "Person":
+            page = f"projects/{event.project_id}"
+        html_url = self.app_url(page)
         if event.comment_id is not None:
             html_url += f"#comment_{event.comment_id}"
         out: Json = {
@@ -410,6 +426,8 @@ class Renderer:
             "eventable": {"id": event.eventable_id, "type": event.eventable_type} | links,
             "creator": self.creator(event.creator_id),
         }
+        if self.old:
+            del out["private"], out["eventable"]
         if bucket:
             out["bucket"] = self.bucket(event.project_id)
         if event.comment_id is not None:

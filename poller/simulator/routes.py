@@ -203,9 +203,7 @@ def project_todolists_trashed(c: Ctx, pid: int) -> Any:
 def todolist(c: Ctx, pid: int, lid: int) -> Any:
     found = c.account.locate("todolist", lid, pid)
     assert isinstance(found, Todolist)
-    if c.query.get("exclude_todos") == "true":
-        return c.r.todolist(found) | c.r.discussion(found)
-    return c.r.todolist_full(found)
+    return c.r.todolist_full(found, todos=c.query.get("exclude_todos") != "true")
 
 
 def _due_filter(c: Ctx, todos: list[Todo]) -> list[Todo]:

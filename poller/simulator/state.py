@@ -46,6 +46,8 @@ R = TypeVar("R")
 I = TypeVar("I", bound=Item)  # noqa: E741
 
 TodoFilter = Literal["all", "remaining", "completed", "trashed"]
+Era = Literal["current", "2013"]
+ERAS: tuple[Era, ...] = ("current", "2013")
 ListFilter = Literal["active", "completed", "trashed"]
 
 
@@ -93,6 +95,9 @@ class AccountState:
     `clock` returns aware datetimes (default real time; use `ManualClock` in tests).
     `offset` is how timestamps are rendered: `"-05:00"` (default), `"Z"`, `"+02:00"`...
     `seed` makes ids deterministic. The owner person is created at once (`owner_id`).
+    `era` picks the payload shapes: `"current"` (the docs examples) or `"2013"` (what
+    accounts answered in 2013/2014: links are `url` only, never `app_url`, and feed
+    events carry no `eventable` and no `private`).
     """
 
     def __init__(
@@ -105,7 +110,11 @@ class AccountState:
         offset: str = "-05:00",
         owner_name: str = "Demo Owner",
         owner_email: str = "demo@example.com",
+        era: Era = "current",
     ) -> None:
+        if era not in ERAS:
+            raise ValueError(f"unknown era {era!r}; one of {ERAS}")
+        self.era: Era = era
         self.lock = threading.RLock()
         self.account_id = account_id
         self.name = name

@@ -15,8 +15,10 @@ from typing import Any
 import structlog
 
 from poller.client import BasecampClient, NotModified, Validators
-from poller.detect import Detector, action_hint
+from poller.detect import Detector
 from poller.errors import BadResponse, NotFound
+from poller.links import SEGMENT, without_query
+from poller.match import action_hint
 from poller.payloads import (
     COMMENTABLE,
     WATCH_TYPES,
@@ -26,21 +28,13 @@ from poller.payloads import (
     parse_comments,
     parse_project,
     parse_ts,
+    project_id_from_url,
 )
 from poller.store import Store
 
 log = structlog.get_logger(__name__)
 
 TYPE_WATCH = {v: k for k, v in WATCH_TYPES.items()}
-# Basecamp type -> URL collection segment of its single resource under a project
-SEGMENT = {
-    "Todolist": "todolists",
-    "Todo": "todos",
-    "Message": "messages",
-    "Document": "documents",
-    "Upload": "uploads",
-    "CalendarEvent": "calendar_events",
-}
 # project section summary -> the types re-listed when it changes
 SECTION_TYPES = {
     "todolists": ("Todolist", "Todo"),
@@ -73,8 +67,6 @@ class Cycle:
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     drop_validators: set[str] = field(default_factory=set)
     forced: dict[int, set[str]] = field(default_factory=dict)
-    # activities whose item answered 404: the re-list that settles it carries them
-    gone_activities: dict[tuple[str, int], list[Activity]] = field(default_factory=dict)
     # a periodic full re-check: send no validators and re-list every section, so a server
     # answering 304 for content that did change (a stale cache) cannot hide it for ever
     unconditional: bool = False
@@ -124,13 +116,14 @@ async def fetch_item(
     rtype: str,
     url: str,
     project_id: int | None,
-    activities: list[Activity] | None = None,
     *,
     conditional: bool = True,
-) -> list[dict[str, Any]] | None:
+) -> bool:
     """GET one item (conditionally), diff it and its embedded comments.
 
-    Returns its events ([] when unchanged), or None when the item answered 404.
+    False when the item answered 404. Basecamp's single GETs carry no `url` of their own;
+    the URL that answered stands in for it, so an item moved to another project (the old
+    URL answers 301) takes its project from where Basecamp redirected.
     """
     det = cycle.detector
     try:
@@ -138,22 +131,20 @@ async def fetch_item(
             url, validators=cycle.stored_validators(url) if conditional else None
         )
     except NotFound:
-        return None
+        return False
     if isinstance(res, NotModified):
-        return []
-    record = parse(rtype, res.data, res.url, project_id)
+        return True
+    final = without_query(res.url)
+    record = parse(rtype, res.data, res.url, project_id_from_url(final) or project_id)
+    if not record.meta.get("url"):
+        record.meta["url"] = final
     cycle.keep_validators(url, res.validators)
-    previous = det.get(rtype, record.id)
-    events = det.observe(record, activities)
+    changes = det.observe(record)
     comments = parse_comments(record, res.url) if rtype in COMMENTABLE else None
-    comment_events = (
-        det.observe_comments(record, comments, previous, activities or [])
-        if comments is not None
-        else []
-    )
-    if not events and not comment_events:
-        events = det.first_read(record, previous, activities or [])
-    return events + comment_events
+    comment_changes = det.observe_comments(record, comments) if comments is not None else []
+    if not changes and not comment_changes:
+        det.first_read(record)
+    return True
 
 
 async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
@@ -162,9 +153,8 @@ async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
     if old is None:
         return
     url = cycle.item_url(rtype, rid, old.project_id, old.data.get("meta", {}))
-    result = await fetch_item(cycle, rtype, url, old.project_id, conditional=False)
-    if result is None:
-        cycle.detector.gone(rtype, rid, cycle.gone_activities.get((rtype, rid)))
+    if not await fetch_item(cycle, rtype, url, old.project_id, conditional=False):
+        cycle.detector.gone(rtype, rid)
         cycle.drop_validators.add(url)
 
 
@@ -206,13 +196,32 @@ def _changed_since(old_updated: str | None, new_updated: str | None) -> bool:
     return a is None or b is None or b > a
 
 
+def needs_comments(cycle: Cycle, record: Record) -> bool:
+    """A listed item's comment count differs from what was stored before this cycle, and
+    this cycle has not read its comments yet: only its single GET can say which changed.
+
+    Compared with the stored version, never this cycle's: a list GET earlier in the cycle
+    already took the new count from its embedded to-dos without reading any comment.
+    """
+    if not cycle.watched("Comment"):
+        return False
+    key = (record.type, record.id)
+    if key in cycle.detector.comments_read:
+        return False
+    old = cycle.detector.before(*key)
+    count = record.meta.get("comments_count")
+    if old is None:
+        return bool(count)
+    return bool(count != old.data.get("meta", {}).get("comments_count"))
+
+
 async def observe_listed(cycle: Cycle, record: Record, *, full: bool) -> None:
     """Diff a listed record; fetch its single resource when the listing cannot say enough
     (new item, comments or content changed) and this is not a baseline."""
     det = cycle.detector
     if full and not cycle.baseline and not record.trashed:
         url = cycle.item_url(record.type, record.id, record.project_id, record.meta)
-        if await fetch_item(cycle, record.type, url, record.project_id) is not None:
+        if await fetch_item(cycle, record.type, url, record.project_id):
             return
     if cycle.watched(record.type):
         det.observe(record)
@@ -325,13 +334,7 @@ async def _sync_todolists(cycle: Cycle, pid: int) -> None:
     if cycle.watched("Todo") or cycle.watched("Comment"):
         todos = await _listed(cycle, "Todo", pid, f"/projects/{pid}/todos.json")
         for rec in todos.values():
-            old = det.get("Todo", rec.id)
-            count = rec.meta.get("comments_count")
-            old_count = old.data.get("meta", {}).get("comments_count") if old else None
-            full = cycle.watched("Comment") and (
-                (old is None and bool(count)) or (old is not None and count != old_count)
-            )
-            await observe_listed(cycle, rec, full=full)
+            await observe_listed(cycle, rec, full=needs_comments(cycle, rec))
         await _settle(cycle, "Todo", todos, det.active("Todo", pid))
 
 
@@ -442,13 +445,7 @@ async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
         f"/projects/{pid}/calendar_events/past.json",
     )
     for rec in listed.values():
-        old = det.get("CalendarEvent", rec.id)
-        old_count = old.data.get("meta", {}).get("comments_count") if old else None
-        full = cycle.watched("Comment") and (
-            (old is None and bool(rec.meta.get("comments_count")))
-            or (old is not None and old_count != rec.meta.get("comments_count"))
-        )
-        await observe_listed(cycle, rec, full=full)
+        await observe_listed(cycle, rec, full=needs_comments(cycle, rec))
     await _settle(cycle, "CalendarEvent", listed, det.active("CalendarEvent", pid))
 
 
@@ -487,26 +484,15 @@ async def reconcile(cycle: Cycle, *, full: bool) -> None:
 # its to-dos) instead of one GET per to-do.
 LIST_BATCH_MIN = 3
 
-GroupKey = tuple[str, int | None, str | None]
-
-
-def _explain(cycle: Cycle, acts: list[Activity], old_updated: str | None, known: bool) -> None:
-    """Fallback events for activities no diff explained, unless the stored version
-    already reflected them (a re-list saw the change first)."""
-    det = cycle.detector
-    for act in acts:
-        if act.id in det.explained:
-            continue
-        if known and not _changed_since(old_updated, act.created_at):
-            continue
-        det.activity_only(act)
+Group = tuple[str, int]
 
 
 async def _fetch_list_batch(
     cycle: Cycle, pid: int, list_id: int, batch: dict[int, list[Activity]]
 ) -> set[int]:
-    """GET one to-do list with its embedded to-dos and diff the batched ones (and any
-    other to-do of that list that changed). Returns the to-do ids it settled."""
+    """GET one to-do list with its embedded to-dos and diff the batched ones. Returns the
+    to-do ids it settled; a batched to-do whose comment count moved also gets its own GET
+    (the list embeds no comments)."""
     det = cycle.detector
     url = cycle.url(f"/projects/{pid}/todolists/{list_id}.json")
     try:
@@ -515,7 +501,9 @@ async def _fetch_list_batch(
         return set()
     if isinstance(res, NotModified) or not isinstance(res.data, dict):
         return set()
-    todolist = parse("Todolist", res.data, res.url, pid)
+    todolist = parse("Todolist", res.data, res.url, project_id_from_url(res.url) or pid)
+    if not todolist.meta.get("url"):
+        todolist.meta["url"] = without_query(res.url)
     if cycle.watched("Todolist"):
         det.observe(todolist)
     else:
@@ -529,6 +517,7 @@ async def _fetch_list_batch(
         ("completed", {"completed": True, "trashed": False}),
         ("trashed", {"trashed": True}),  # a trashed list is proof enough (never invented)
     )
+    commented: list[Record] = []
     for bucket, flags in buckets:
         items = embedded.get(bucket) or []
         if not isinstance(items, list):
@@ -537,51 +526,48 @@ async def _fetch_list_batch(
             if not isinstance(item, dict):
                 raise BadResponse(f"todolist.todos.{bucket}: expected objects", url=res.url)
             record = parse("Todo", {**item, **flags, "todolist_id": list_id}, res.url, pid)
-            acts = batch.get(record.id)
-            old = det.get("Todo", record.id)
-            if old is None and acts is None:
-                continue  # new and silent: the re-list will bring it with its details
-            events = det.observe(record, acts)
-            if acts is not None:
-                settled.add(record.id)
-                if not events:
-                    _explain(cycle, acts, old.updated_at if old else None, old is not None)
+            if record.id not in batch:
+                continue  # not what the activities point at: the re-list looks at it
+            if needs_comments(cycle, record) and not record.trashed:
+                commented.append(record)
+            det.observe(record)
+            settled.add(record.id)
+    for record in commented:
+        url = cycle.item_url("Todo", record.id, record.project_id, record.meta)
+        await fetch_item(cycle, "Todo", url, record.project_id, conditional=False)
     return settled
 
 
-async def _project_activity(cycle: Cycle, pid: int, url: str | None, acts: list[Activity]) -> None:
-    """Activity on a project itself (created, renamed, archived): its diff carries the
-    activity. Its section summaries were just read, so this cycle re-lists every section
-    of it rather than trust a summary no listing has looked behind."""
-    det = cycle.detector
-    old = det.get("Project", pid)
-    result = await fetch_item(
-        cycle, "Project", url or cycle.url(f"/projects/{pid}.json"), pid, acts
-    )
-    if result is None:
-        return  # gone: the projects listing and a 404 settle it (project_trashed)
-    cycle.forced.setdefault(pid, set()).update(SECTION_TYPES)
-    if not result:
-        _explain(cycle, acts, old.updated_at if old else None, old is not None)
+async def _project_activity(cycle: Cycle, pid: int, url: str | None) -> None:
+    """Activity on a project itself (created, renamed, archived): diffed like any item.
+    Its section summaries were just read, so this cycle re-lists every section of it
+    rather than trust a summary no listing has looked behind."""
+    if await fetch_item(cycle, "Project", url or cycle.url(f"/projects/{pid}.json"), pid):
+        cycle.forced.setdefault(pid, set()).update(SECTION_TYPES)
+    # gone: the projects listing and a 404 settle it (project_trashed)
 
 
 async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
-    """Targeted refetch of what the new activities point at; fallback events for the rest.
+    """Targeted refetch of what the new activities point at.
 
+    The activities are handed to the detector, which explains each exactly once when the
+    cycle ends (`match.match`); this only makes sure the changes they describe are read.
     Bursts of to-do changes in one list cost one request (the list embeds its to-dos);
     everything else is one conditional GET per changed item.
     """
     det = cycle.detector
-    groups: dict[GroupKey, list[Activity]] = {}
+    det.register(activities)
+    groups: dict[Group, list[Activity]] = {}
     for act in activities:
-        groups.setdefault((act.eventable_type, act.eventable_id, act.eventable_url), []).append(act)
+        if act.eventable_id is not None:
+            groups.setdefault((act.eventable_type, act.eventable_id), []).append(act)
 
     if cycle.watched("Todo"):
         by_list: dict[tuple[int, int], dict[int, list[Activity]]] = {}
-        for (etype, eid, _url), acts in groups.items():
-            if etype != "Todo" or eid is None or acts[-1].project_id is None:
+        for (etype, eid), acts in groups.items():
+            if etype != "Todo" or acts[-1].project_id is None:
                 continue
-            if any(action_hint(a.action) == "comment_created" for a in acts):
+            if any(str(action_hint(a.action)).startswith("comment_") for a in acts):
                 continue  # comments come only with the to-do's own GET
             old = det.get("Todo", eid)
             list_id = old.data.get("fields", {}).get("todolist_id") if old else None
@@ -590,30 +576,24 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         for (list_pid, list_id), batch in by_list.items():
             if len(batch) < LIST_BATCH_MIN:
                 continue
-            settled = await _fetch_list_batch(cycle, list_pid, list_id, batch)
-            for key in [k for k in groups if k[0] == "Todo" and k[1] in settled]:
-                del groups[key]
+            for eid in await _fetch_list_batch(cycle, list_pid, list_id, batch):
+                del groups[("Todo", eid)]
 
-    for (etype, eid, eurl), acts in groups.items():
-        if etype == "Project" and eid is not None and cycle.watched("Project"):
-            await _project_activity(cycle, eid, eurl, acts)
+    for (etype, eid), acts in groups.items():
+        latest = acts[-1]
+        if etype == "Project" and cycle.watched("Project"):
+            await _project_activity(cycle, eid, latest.eventable_url)
             continue
-        fetchable = etype in SEGMENT and eid is not None and eurl is not None
-        if fetchable and (
+        if etype not in SEGMENT or not (
             cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)
         ):
-            assert eid is not None and eurl is not None
-            old = det.get(etype, eid)
-            pid = acts[-1].project_id
-            result = await fetch_item(cycle, etype, eurl, pid, acts)
-            if result is None:
-                if pid is not None:  # 404: let this cycle's re-list of that section settle it
-                    cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[etype])
-                    cycle.gone_activities[(etype, eid)] = acts
-                continue
-            if result:
-                continue
-            _explain(cycle, acts, old.updated_at if old else None, old is not None)
-        else:
-            for act in acts:
-                det.activity_only(act)
+            continue  # explained by the activity alone: `<type>_activity`
+        pid = latest.project_id
+        old = det.get(etype, eid)
+        url = latest.eventable_url or cycle.item_url(
+            etype, eid, pid if pid is not None else (old.project_id if old else None), {}
+        )
+        if not await fetch_item(cycle, etype, url, pid) and pid is not None:
+            # 404: this cycle's re-list of that section settles it (and the activity
+            # that said who trashed it is matched to the verified change)
+            cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[etype])

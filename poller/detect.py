@@ -1,36 +1,39 @@
 """One cycle's view of an account: stored records overlaid with this cycle's fetches.
 
-`Detector.observe()` takes a freshly parsed `Record`, diffs it against the stored version
-(`diff.classify`), keeps the new version in memory and turns the changes into event
-envelopes. Nothing reaches the database until the cycle commits `Detector.to_write()`.
-Activities from the feed are attached to the events they explain, so one change gives one
-event whether the feed, a diff, or both saw it.
+The fetch code hands every freshly parsed `Record` to `Detector.observe()` (and the
+comments of an item to `observe_comments()`, a verified disappearance to `gone()`); each
+diffs against what this cycle knew so far (`diff.classify`), keeps the new version in
+memory and notes the changes as `match.Observed`. The feed's new activities are noted with
+`register()`. Nothing is explained while fetching: at the end, `finish()` hands this
+cycle's activities and every observed change to `match.match()` (one pure step) and builds
+one event envelope per `Explained`. Nothing reaches the database until the cycle commits
+`Detector.to_write()`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from poller.diff import Change, classify, merge_fields
 from poller.events import Event, event_id, now_iso, plain_text
-from poller.payloads import Activity, Record, kind_prefix, parse_ts
+from poller.links import api_url, app_url_from
+from poller.match import (
+    Explained,
+    ItemState,
+    Key,
+    Observed,
+    action_hint,
+    activity_key,
+    comment_anchor,
+    match,
+)
+from poller.payloads import KIND_PREFIX, Activity, Record, kind_prefix, parse_ts
 from poller.store import CycleWrite, Store, StoredRecord
 
-# Words in an activity's (undocumented, prose) action that point at a kind suffix.
-_HINTS: list[tuple[str, tuple[str, ...]]] = [
-    ("uncompleted", ("re-open", "reopen", "uncomplet", "incomplete")),
-    ("completed", ("complet",)),
-    ("assignment_changed", ("assign",)),
-    ("due_date_changed", ("due", "date", "resched")),
-    ("comment_created", ("comment",)),
-    ("trashed", ("delet", "trash", "remov")),
-    ("unarchived", ("unarchiv", "restor")),
-    ("archived", ("archiv",)),
-    ("created", ("creat", "add", "post", "upload", "start", "new")),
-    ("changed", ("edit", "updat", "chang", "renam", "mov")),
-]
+__all__ = ["Detector", "action_hint"]
 
 _VERB: dict[str, str] = {
     "created": "created",
@@ -43,6 +46,7 @@ _VERB: dict[str, str] = {
     "assignment_changed": "re-assigned",
     "due_date_changed": "changed the due date of",
     "content_changed": "edited",
+    "activity": "acted on",
 }
 _NOUN: dict[str, str] = {
     "todo": "a to-do",
@@ -72,53 +76,81 @@ def _with_move(changes: list[Change], rtype: str, old_pid: int, new_pid: int) ->
     return [*changes, Change(kind, moved)]
 
 
-def action_hint(action: str) -> str | None:
-    text = action.lower()
-    for suffix, words in _HINTS:
-        if any(w in text for w in words):
-            return suffix
-    return None
-
-
 def _suffix(kind: str, prefix: str) -> str:
     return kind[len(prefix) + 1 :] if kind.startswith(prefix + "_") else kind
 
 
+def _record_of(stored: StoredRecord) -> Record:
+    data = stored.data
+    return Record(
+        type=stored.type,
+        id=stored.id,
+        project_id=stored.project_id,
+        title=data.get("title") or f"{stored.type} {stored.id}",
+        updated_at=stored.updated_at,
+        fields=data.get("fields", {}),
+        meta=data.get("meta", {}),
+        parent=(stored.parent_type, stored.parent_id)
+        if stored.parent_type is not None and stored.parent_id is not None
+        else None,
+    )
+
+
+def _key_of(record: Record) -> Key:
+    """The item a record's changes are about: a comment's belong to its item."""
+    if record.type == "Comment" and record.parent is not None:
+        return record.parent
+    return (record.type, record.id)
+
+
 @dataclass
 class Detector:
-    """Collects one cycle's record versions and events for one account."""
+    """Collects one cycle's record versions, activities and events for one account."""
 
     store: Store
     account_id: int
     emit: bool = True  # False during a "baseline" first sync
-    records: dict[tuple[str, int], StoredRecord | None] = field(default_factory=dict)
-    changed: dict[tuple[str, int], StoredRecord] = field(default_factory=dict)
+    api_root: str = ""  # to build links Basecamp's payloads leave out
+    records: dict[Key, StoredRecord | None] = field(default_factory=dict)
+    changed: dict[Key, StoredRecord] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
-    explained: set[int] = field(default_factory=set)  # activity ids an event used
-    _children_loaded: set[tuple[str, int]] = field(default_factory=set)
+    # what was stored before this cycle, for every record this cycle looked at
+    original: dict[Key, StoredRecord | None] = field(default_factory=dict)
+    observed: list[Observed] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
+    comments_read: set[Key] = field(default_factory=set)  # items whose comments were diffed
+    _finished: bool = False
+    _children_loaded: set[Key] = field(default_factory=set)
     _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
     _ids: dict[str, set[int]] = field(default_factory=dict)  # type -> ids in `records`
 
     # -- reading ------------------------------------------------------------------
 
+    def _loaded(self, key: Key, rec: StoredRecord | None) -> None:
+        self.records.setdefault(key, rec)
+        self.original.setdefault(key, rec)
+        self._ids.setdefault(key[0], set()).add(key[1])
+
     def get(self, rtype: str, rid: int) -> StoredRecord | None:
         key = (rtype, rid)
         if key not in self.records:
-            self.records[key] = self.store.record(self.account_id, rtype, rid)
-            self._ids.setdefault(rtype, set()).add(rid)
+            self._loaded(key, self.store.record(self.account_id, rtype, rid))
         return self.records[key]
+
+    def before(self, rtype: str, rid: int) -> StoredRecord | None:
+        """The record as stored before this cycle (None: it was not known)."""
+        self.get(rtype, rid)
+        return self.original.get((rtype, rid))
 
     def preload(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
         """Load (once) and return the stored records of a type, optionally of one project,
         as this cycle sees them."""
         if (rtype, project_id) not in self._preloaded and (rtype, None) not in self._preloaded:
             self._preloaded.add((rtype, project_id))
-            ids = self._ids.setdefault(rtype, set())
             for rid, rec in self.store.records(
                 self.account_id, rtype, project_id=project_id
             ).items():
-                self.records.setdefault((rtype, rid), rec)
-                ids.add(rid)
+                self._loaded((rtype, rid), rec)
         out: dict[int, StoredRecord] = {}
         for rid in self._ids.get(rtype, ()):
             stored = self.records[(rtype, rid)]
@@ -129,13 +161,11 @@ class Detector:
     def active(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
         return {k: v for k, v in self.preload(rtype, project_id).items() if v.state == "active"}
 
-    def children(self, parent: tuple[str, int]) -> dict[int, StoredRecord]:
+    def children(self, parent: Key) -> dict[int, StoredRecord]:
         if parent not in self._children_loaded:
             self._children_loaded.add(parent)
-            ids = self._ids.setdefault("Comment", set())
             for rid, rec in self.store.records(self.account_id, "Comment", parent=parent).items():
-                self.records.setdefault(("Comment", rid), rec)
-                ids.add(rid)
+                self._loaded(("Comment", rid), rec)
         out: dict[int, StoredRecord] = {}
         for rid in self._ids.get("Comment", ()):
             comment = self.records[("Comment", rid)]
@@ -187,36 +217,61 @@ class Detector:
         self._keep(rec)
         return rec
 
-    def observe(
+    def register(self, activities: Iterable[Activity]) -> None:
+        """This cycle's new activities: each is explained once, at `finish()`."""
+        self.activities.extend(activities)
+
+    def _note(
         self,
+        change: Change,
         record: Record,
-        activities: list[Activity] | None = None,
         *,
-        parent_record: Record | None = None,
-    ) -> list[dict[str, Any]]:
-        """Diff `record` against its stored version, keep it, and emit its events."""
+        parent: Record | None = None,
+        discriminator: str | None = None,
+        at: str | None = None,
+    ) -> Observed:
+        if discriminator is None:
+            new_values = json.dumps(
+                {k: v[1] for k, v in sorted(change.changes.items())}, sort_keys=True, default=str
+            )
+            discriminator = f"{record.updated_at}|{new_values}"
+        if at is None and change.kind.endswith("_created"):
+            at = record.meta.get("created_at") or record.updated_at
+        elif at is None and not change.kind.endswith("_trashed"):
+            at = record.updated_at
+        observed = Observed(
+            key=_key_of(record),
+            kind=change.kind,
+            changes=change.changes,
+            record=record,
+            parent=parent,
+            discriminator=discriminator,
+            at=at,
+        )
+        self.observed.append(observed)
+        return observed
+
+    def observe(self, record: Record, *, parent_record: Record | None = None) -> list[Observed]:
+        """Diff `record` against this cycle's version of it, keep it, note its changes."""
         old = self.get(record.type, record.id)
         old_fields = old.data.get("fields") if old is not None and old.state != "gone" else None
         changes = classify(record.type, old_fields, record.fields)
         if old is not None and old.state == "gone" and not record.trashed:
             changes = [Change(f"{kind_prefix(record.type)}_created", {})]
         elif (
-            old_fields is not None
+            old is not None
+            and old_fields is not None
             and not record.trashed
             and record.type != "Project"
-            and old.project_id is not None  # type: ignore[union-attr]
+            and old.project_id is not None
             and record.project_id is not None
-            and old.project_id != record.project_id  # type: ignore[union-attr]
+            and old.project_id != record.project_id
         ):
-            changes = _with_move(changes, record.type, old.project_id, record.project_id)  # type: ignore[union-attr]
+            changes = _with_move(changes, record.type, old.project_id, record.project_id)
         self.remember(record)
-        return [
-            self._emit(c, record, activities or [], parent_record=parent_record) for c in changes
-        ]
+        return [self._note(c, record, parent=parent_record) for c in changes]
 
-    def first_read(
-        self, record: Record, previous: StoredRecord | None, activities: list[Activity]
-    ) -> list[dict[str, Any]]:
+    def first_read(self, record: Record) -> list[Observed]:
         """The change in a field read for the first time.
 
         Index listings lack some fields (a document's or message's `content`), so the
@@ -224,6 +279,7 @@ class Detector:
         every field it knew is unchanged (and no comment explains the move), the change
         is in a field seen now for the first time: `<t>_changed` with `[null, new]`.
         """
+        previous = self.before(record.type, record.id)
         if previous is None or previous.state != "active" or record.trashed:
             return []
         known = previous.data.get("fields") or {}
@@ -236,49 +292,43 @@ class Detector:
         if not learned or before is None or after is None or after <= before:
             return []
         change = Change(f"{kind_prefix(record.type)}_changed", learned)
-        return [self._emit(change, record, activities)]
+        return [self._note(change, record)]
 
-    def gone(
-        self, rtype: str, rid: int, activities: list[Activity] | None = None
-    ) -> list[dict[str, Any]]:
+    def gone(self, rtype: str, rid: int) -> list[Observed]:
         """A verified disappearance (complete listing lacks it and the item answers 404)."""
         old = self.get(rtype, rid)
         if old is None or old.state != "active":
             return []
         changes = classify(rtype, old.data.get("fields"), None)
-        rec = StoredRecord(**{**old.__dict__, "state": "gone"})
-        self._keep(rec)
-        record = Record(
-            type=rtype,
-            id=rid,
-            project_id=old.project_id,
-            title=old.data.get("title") or f"{rtype} {rid}",
-            updated_at=old.updated_at,
-            fields=old.data.get("fields", {}),
-            meta=old.data.get("meta", {}),
-        )
-        return [
-            self._emit(c, record, activities or [], discriminator=f"gone:{old.updated_at}")
-            for c in changes
-        ]
+        self._keep(StoredRecord(**{**old.__dict__, "state": "gone"}))
+        record = _record_of(old)
+        return [self._note(c, record, discriminator=f"gone:{old.updated_at}") for c in changes]
 
-    def observe_comments(
-        self,
-        item: Record,
-        comments: list[Record],
-        previous: StoredRecord | None,
-        activities: list[Activity],
-    ) -> list[dict[str, Any]]:
+    def _comment_named(self, item: Record) -> set[int]:
+        """Comments this cycle's activities name as new on `item` (`#comment_<id>`)."""
+        named: set[int] = set()
+        for act in self.activities:
+            if activity_key(act) == (item.type, item.id):
+                anchor = comment_anchor(act)
+                if anchor is not None and action_hint(act.action) == "comment_created":
+                    named.add(anchor)
+        return named
+
+    def observe_comments(self, item: Record, comments: list[Record]) -> list[Observed]:
         """Diff the comments embedded in a commentable's single GET.
 
         The single GET is authoritative for its comments. When the item's comment set was
         never read before, a comment counts as new only if it is later than the item's
-        stored `updated_at` (older ones are a silent baseline).
+        `updated_at` stored before this cycle, or an activity names it (older ones are a
+        silent baseline).
         """
-        stored = self.children((item.type, item.id))
+        key = (item.type, item.id)
+        stored = self.children(key)
+        previous = self.before(*key)
         known = bool(previous and previous.data.get("meta", {}).get("comments_known"))
         since = parse_ts(previous.updated_at) if previous is not None else None
-        out: list[dict[str, Any]] = []
+        named = self._comment_named(item)
+        out: list[Observed] = []
         present: set[int] = set()
         for comment in comments:
             present.add(comment.id)
@@ -288,84 +338,164 @@ class Detector:
                 is_new = (
                     previous is None
                     or known
+                    or comment.id in named
                     or (since is not None and created is not None and created > since)
                 )
                 self.remember(comment)
                 if is_new and not comment.trashed:
                     out.append(
-                        self._emit(
+                        self._note(
                             Change("comment_created", {}),
                             comment,
-                            activities,
-                            parent_record=item,
+                            parent=item,
                             discriminator=f"comment:{comment.id}",
+                            at=comment.meta.get("created_at"),
                         )
                     )
                 continue
-            out.extend(self.observe(comment, activities, parent_record=item))
+            out.extend(self.observe(comment, parent_record=item))
         for cid, old in stored.items():
             if cid not in present and old.state == "active":
-                old_record = Record(
-                    "Comment",
-                    cid,
-                    old.project_id,
-                    old.data.get("title", ""),
-                    old.updated_at,
-                    old.data.get("fields", {}),
-                    old.data.get("meta", {}),
-                    (item.type, item.id),
-                )
                 self._keep(StoredRecord(**{**old.__dict__, "state": "gone"}))
                 out.append(
-                    self._emit(
+                    self._note(
                         Change("comment_trashed", {"trashed": [False, True]}),
-                        old_record,
-                        activities,
-                        parent_record=item,
+                        _record_of(old),
+                        parent=item,
                         discriminator=f"gone:{cid}",
                     )
                 )
-        prev = self.records.get((item.type, item.id))
+        prev = self.records.get(key)
         if prev is not None:
             prev.data.setdefault("meta", {})["comments_known"] = True
             self._keep(prev)
+        self.comments_read.add(key)
         return out
 
+    # -- events -------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Explain this cycle's activities and changes (`match.match`) and build one event
+        for each. Runs once; later calls do nothing."""
+        if self._finished:
+            return
+        self._finished = True
+        states: dict[Key, ItemState] = {}
+        keys = [activity_key(a) for a in self.activities] + [o.key for o in self.observed]
+        for key in keys:
+            if key in states or key[0] not in KIND_PREFIX:
+                continue
+            old, now = self.before(*key), self.records.get(key)
+            states[key] = ItemState(
+                known=old is not None,
+                updated_before=old.updated_at if old is not None else None,
+                fields=now.data.get("fields") if now is not None else None,
+                updated_at=now.updated_at if now is not None else None,
+            )
+        for explained in match(self.activities, self.observed, states):
+            event = self._build(explained)
+            if self.emit:
+                self.events.append(event)
+
     def activity_only(self, activity: Activity) -> dict[str, Any] | None:
-        """The fallback event for an activity no diff explains: `<type>_activity`."""
+        """The `<type>_activity` event of one activity, on its own (used by `backfill`)."""
         if not self.emit:
             return None
-        prefix = kind_prefix(activity.eventable_type)
-        kind = f"{prefix}_activity"
-        rid = activity.eventable_id if activity.eventable_id is not None else activity.id
-        self.explained.add(activity.id)
-        event = Event(
-            id=event_id(
-                self.account_id, kind, activity.eventable_type, rid, f"activity:{activity.id}"
-            ),
-            kind=kind,
-            account_id=self.account_id,
-            project=self.project_ref(activity.project_id, activity.project_name),
-            recording={
-                "id": rid,
-                "type": activity.eventable_type,
-                "url": activity.eventable_url,
-                "app_url": activity.app_url,
-                "title": plain_text(activity.target),
-            },
-            creator=activity.creator,
-            changes={},
-            created_at=activity.created_at,
-            detected_at=now_iso(),
-            summary=self._activity_summary(activity),
-            source="activity",
-            details={"activity": activity.raw},
-            private=activity.private,
-        ).to_dict()
+        kind = f"{kind_prefix(activity.eventable_type)}_activity"
+        explained = Explained(
+            kind, activity_key(activity), {}, f"activity:{activity.id}", None, activity
+        )
+        event = self._build(explained)
         self.events.append(event)
         return event
 
-    # -- events -------------------------------------------------------------------
+    def _current(self, key: Key) -> Record | None:
+        stored = self.records.get(key)
+        return _record_of(stored) if stored is not None else None
+
+    def links(
+        self, key: Key, project_id: int | None, meta: dict[str, Any], act: Activity | None
+    ) -> tuple[str | None, str | None]:
+        """`url`, `app_url` of an item: from its payload, else what is stored of it (the
+        listings carry them), else the activity's `eventable`, else built from the ids."""
+        stored = self.records.get(key)
+        stored_meta = stored.data.get("meta", {}) if stored is not None else {}
+        on_item = act is not None and activity_key(act) == key
+        url = (
+            meta.get("url")
+            or stored_meta.get("url")
+            or (act.eventable_url if on_item and act else None)
+            or api_url(self.api_root, key[0], key[1], project_id)
+        )
+        app = meta.get("app_url") or stored_meta.get("app_url")
+        if not app and on_item and act is not None and isinstance(act.raw.get("eventable"), dict):
+            app = (act.app_url or "").split("#", 1)[0]  # older feeds: html_url, not the item's
+        return url, app or app_url_from(url)
+
+    def _build(self, ex: Explained) -> dict[str, Any]:
+        act, obs, key = ex.activity, ex.observed, ex.key
+        record = obs.record if obs is not None else self._current(key)
+        on_comment = ex.kind.startswith("comment_")
+        if on_comment:
+            item = (obs.parent if obs is not None else None) or self._current(key)
+            comment = record if record is not None and record.type == "Comment" else None
+        else:
+            item, comment = record, None
+        rtype, rid = key
+        project_id = item.project_id if item is not None else None
+        if project_id is None and act is not None:
+            project_id = act.project_id
+        if item is not None:
+            title = plain_text(item.title)
+        else:
+            title = plain_text(act.target) if act is not None else ""
+        url, app_url = self.links(key, project_id, item.meta if item else {}, act)
+        actor = comment if on_comment else record
+        creator = (
+            act.creator if act is not None else self._creator(ex.kind, actor) if actor else None
+        )
+        details: dict[str, Any] = {"record": (item.raw if item is not None else None) or None}
+        if on_comment:
+            cid = comment.id if comment is not None else (comment_anchor(act) if act else None)
+            details["comment"] = (comment.raw if comment is not None else None) or None
+            details["comment_url"] = f"{app_url}#comment_{cid}" if app_url and cid else None
+        if act is not None:
+            details["activity"] = act.raw
+        if obs is not None and on_comment and obs.record.type == "Comment":
+            id_type, id_of = "Comment", obs.record.id
+        elif obs is not None:
+            id_type, id_of = obs.record.type, obs.record.id
+        else:
+            id_type = act.eventable_type if act is not None else rtype
+            id_of = rid
+        event = Event(
+            id=event_id(self.account_id, ex.kind, id_type, id_of, ex.discriminator),
+            kind=ex.kind,
+            account_id=self.account_id,
+            project=self.project_ref(project_id, act.project_name if act else None),
+            recording={
+                "id": rid,
+                "type": rtype if rtype != "Unknown" else (act.eventable_type if act else rtype),
+                "url": url,
+                "app_url": app_url,
+                "title": title,
+            },
+            creator=creator,
+            changes=ex.changes,
+            created_at=ex.at or now_iso(),
+            detected_at=now_iso(),
+            summary=self._summary(ex, title, creator, comment),
+            source=("activity+diff" if obs is not None else "activity")
+            if act is not None
+            else "diff",
+            details=details,
+            private=bool(
+                (record is not None and record.private)
+                or (item is not None and item.private)
+                or (act is not None and act.private)
+            ),
+        ).to_dict()
+        return event
 
     @staticmethod
     def _activity_summary(activity: Activity) -> str:
@@ -373,112 +503,41 @@ class Detector:
         who = (activity.creator or {}).get("name")
         return f"{who} {text}" if who else text
 
-    def _pick(self, kind: str, prefix: str, activities: list[Activity]) -> Activity | None:
-        if not activities:
-            return None
-        want = _suffix(kind, prefix)
-        for act in reversed(activities):
-            hint = action_hint(act.action)
-            if hint is not None and (want == hint or want.endswith(hint) or kind == hint):
-                return act
-        return activities[-1]
-
-    def _emit(
+    def _summary(
         self,
-        change: Change,
-        record: Record,
-        activities: list[Activity],
-        *,
-        parent_record: Record | None = None,
-        discriminator: str | None = None,
-    ) -> dict[str, Any]:
-        prefix = kind_prefix(record.type)
-        activity = self._pick(change.kind, prefix, activities)
-        if activity is not None:
-            self.explained.update(a.id for a in activities)
-        if discriminator is None:
-            new_values = json.dumps(
-                {k: v[1] for k, v in sorted(change.changes.items())}, sort_keys=True, default=str
-            )
-            discriminator = f"{record.updated_at}|{new_values}"
-        target = (
-            parent_record
-            if change.kind.startswith("comment_") and parent_record is not None
-            else record
-        )
-        meta = record.meta
-        creator = activity.creator if activity is not None else self._creator(change.kind, record)
-        title = plain_text(target.title)
-        created_at = (
-            activity.created_at
-            if activity is not None
-            else (meta.get("created_at") if change.kind.endswith("_created") else None)
-            or record.updated_at
-            or now_iso()
-        )
-        if activity is not None and action_hint(activity.action) is not None:
-            summary = self._activity_summary(activity)
-        else:
-            verb = _VERB.get(
-                _suffix(change.kind, prefix), _suffix(change.kind, prefix).replace("_", " ")
-            )
-            noun = _NOUN.get(prefix, prefix.replace("_", " "))
-            who = (creator or {}).get("name") or "Someone"
-            if change.kind == "comment_created":
-                summary = (
-                    f"{who} commented on {title}: {plain_text(record.fields.get('content'))[:200]}"
-                )
-            else:
-                summary = f"{who} {verb} {noun}: {title}"
-        details: dict[str, Any] = {
-            "record": (
-                parent_record.raw if target is parent_record and parent_record else record.raw
-            )
-            or None
-        }
-        if target is not record:
-            details["comment"] = record.raw or None
-        if activity is not None:
-            details["activity"] = activity.raw
-        event = Event(
-            id=event_id(self.account_id, change.kind, record.type, record.id, discriminator),
-            kind=change.kind,
-            account_id=self.account_id,
-            project=self.project_ref(
-                target.project_id, activity.project_name if activity else None
-            ),
-            recording={
-                "id": target.id,
-                "type": target.type,
-                "url": target.meta.get("url"),
-                "app_url": target.meta.get("app_url"),
-                "title": title,
-            },
-            creator=creator,
-            changes=change.changes,
-            created_at=created_at,
-            detected_at=now_iso(),
-            summary=plain_text(summary),
-            source="activity+diff" if activity is not None else "diff",
-            details=details,
-            private=record.private or target.private or bool(activity and activity.private),
-        ).to_dict()
-        if self.emit:
-            self.events.append(event)
-        return event
+        ex: Explained,
+        title: str,
+        creator: dict[str, Any] | None,
+        comment: Record | None,
+    ) -> str:
+        if ex.activity is not None:
+            return plain_text(self._activity_summary(ex.activity))
+        prefix = kind_prefix(ex.key[0])
+        who = (creator or {}).get("name") or "Someone"
+        if ex.kind == "comment_created":
+            text = plain_text(comment.fields.get("content")) if comment is not None else ""
+            return plain_text(f"{who} commented on {title}: {text[:200]}")
+        if ex.kind.startswith("comment_"):
+            verb = "deleted" if ex.kind == "comment_trashed" else "edited"
+            return plain_text(f"{who} {verb} a comment on {title}")
+        suffix = _suffix(ex.kind, prefix)
+        verb = _VERB.get(suffix, suffix.replace("_", " "))
+        noun = _NOUN.get(prefix, prefix.replace("_", " "))
+        return plain_text(f"{who} {verb} {noun}: {title}")
 
     @staticmethod
     def _creator(kind: str, record: Record) -> dict[str, Any] | None:
         meta = record.meta
         if kind == "todo_completed" and meta.get("completer"):
             return dict(meta["completer"])
-        if kind.endswith("_created") or kind == "comment_created":
+        if kind.endswith("_created"):
             return dict(meta["creator"]) if meta.get("creator") else None
-        if meta.get("last_updater"):
+        if kind.endswith(("_changed", "_content_changed")) and meta.get("last_updater"):
             return dict(meta["last_updater"])
         return None
 
     def to_write(self) -> CycleWrite:
+        self.finish()
         return CycleWrite(
             account_id=self.account_id,
             records=list(self.changed.values()),

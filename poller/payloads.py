@@ -465,6 +465,8 @@ class Activity:
 _TYPE_IN_URL = re.compile(
     r"/(todos|todolists|messages|documents|uploads|calendar_events|attachments|forwards)/(\d+)"
 )
+# a person (`/people/149087659-jason-fried.json`) or a project itself (`/projects/1.json`)
+_OWNER_IN_URL = re.compile(r"/(people|projects)/(\d+)(?:-[^/]*)?(?:\.json)?(?:[?#].*)?$")
 _URL_TYPES = {
     "todos": "Todo",
     "todolists": "Todolist",
@@ -474,6 +476,8 @@ _URL_TYPES = {
     "calendar_events": "CalendarEvent",
     "attachments": "Attachment",
     "forwards": "Forward",
+    "people": "Person",
+    "projects": "Project",
 }
 
 
@@ -496,7 +500,7 @@ def parse_activity(obj: Any, url: str = "") -> Activity:
         eurl = e.text("url") or eurl
         eapp = e.text("app_url") or eapp
     if etype is None and eurl:
-        m = _TYPE_IN_URL.search(eurl)
+        m = _TYPE_IN_URL.search(eurl) or _OWNER_IN_URL.search(eurl)
         if m:
             etype, eid = _URL_TYPES[m.group(1)], int(m.group(2))
     bucket = r.obj_or_none("bucket")

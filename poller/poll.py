@@ -22,6 +22,7 @@ from poller.collections import TYPE_WATCH, Cycle, apply_activities, reconcile
 from poller.config import PollerSettings
 from poller.detect import Detector
 from poller.feed import newest, poll_feed, unseen
+from poller.match import activity_key
 from poller.payloads import kind_prefix, parse_ts
 from poller.store import Router, Store
 
@@ -69,7 +70,12 @@ async def poll_account(
     wall = time.time() if now is None else now
     state = store.account(account_id)
     baseline = not state.baseline_done
-    detector = Detector(store, account_id, emit=not baseline or settings.first_sync == "emit")
+    detector = Detector(
+        store,
+        account_id,
+        emit=not baseline or settings.first_sync == "emit",
+        api_root=client.account.api_root,
+    )
     cycle = Cycle(
         client=client,
         store=store,
@@ -91,11 +97,16 @@ async def poll_account(
     backlog = len(new) > settings.max_activities
     if backlog:
         # a slice, oldest first; the cursor moves only as far as what was processed,
-        # and the rest comes back (after the overlap, de-duplicated) next cycle
-        new = new[: settings.max_activities]
+        # and the rest comes back (after the overlap, de-duplicated) next cycle. An item
+        # is read at its state now, so every later activity about an item in the slice
+        # joins it: each is explained this cycle, with the state it produced.
         cursor = state.cursor
-        for act in new:
+        for act in new[: settings.max_activities]:
             cursor = newest(cursor, act.created_at)
+        keys = {activity_key(a) for a in new[: settings.max_activities]}
+        new = new[: settings.max_activities] + [
+            a for a in new[settings.max_activities :] if activity_key(a) in keys
+        ]
         bound.info(
             "feed_backlog", processing=len(new), pending=len(page.all) - len(seen) - len(new)
         )

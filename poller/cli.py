@@ -1,7 +1,9 @@
 """The `bcx-poller` command line.
 
 Exit codes: 0 success, 1 an account could not be polled (or a check failed),
-2 bad configuration or usage.
+2 bad configuration or usage, 130 / 143 the daemon stopped at once by a second
+SIGINT / SIGTERM, 141 the output was cut short by a closed pipe (`status | head -1`):
+like a Unix tool killed by SIGPIPE (128 + 13), quietly, without a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -405,16 +408,60 @@ def _extra_commands() -> list[Any]:
     return out
 
 
+# A closed pipe on stdout: what a Unix tool killed by SIGPIPE exits with (128 + 13).
+EXIT_PIPE = 141
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so the interpreter's last flush of what could
+    not be written does not print a traceback about the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                continue
+    finally:
+        os.close(devnull)
+
+
+def _error(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        _silence_output()
+
+
+def _flushed() -> bool:
+    """Flush stdout and stderr; False when a pipe was closed under them."""
+    ok = True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            ok = False
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+    except BrokenPipeError:  # `status | head -1`: the reader has gone; so do we, quietly
+        _silence_output()
+        return EXIT_PIPE
     except ConfigError as exc:
-        print(f"bcx-poller: configuration error: {exc}", file=sys.stderr)
+        _error(f"bcx-poller: configuration error: {exc}")
         return 2
     except PollerError as exc:
-        print(f"bcx-poller: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _error(f"bcx-poller: {type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
+    if not _flushed():
+        _silence_output()
+        # the daemon's own status matters more than a console line nobody could read
+        return code if args.command in ("run", "demo") else EXIT_PIPE
+    return code

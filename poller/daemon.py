@@ -5,10 +5,13 @@ APScheduler 3.x `AsyncIOScheduler` runs one polling job per account on `poller.i
 Accounts are independent: one account's failure is logged and noted in its status, the
 others keep polling.
 
-Signals: SIGTERM/SIGINT pause the scheduler, let in-flight cycles and deliveries finish
-within `shutdown_timeout` (a cycle cut short commits nothing: its commit is one
-transaction at its very end), then exit 0. SIGHUP reloads the configuration; a bad new
-configuration is logged and the old one stays.
+Signals: the first SIGTERM/SIGINT pauses the scheduler and lets in-flight cycles and
+deliveries finish within `shutdown_timeout` (a cycle cut short commits nothing: its commit
+is one transaction at its very end), then exits 0; on a terminal it says so. A second one
+stops now: in-flight work is cancelled (nothing half-committed, undelivered events stay
+queued) and the exit status is 128 + the signal (130 for SIGINT, 143 for SIGTERM). The
+stop flag is set before anything that can fail (a log line to a closed pipe). SIGHUP
+reloads the configuration; a bad new configuration is logged and the old one stays.
 
 systemd: READY=1 once the first jobs are scheduled, WATCHDOG=1 at half `WATCHDOG_USEC`,
 STATUS= one line (last cycle, lag, outbox), STOPPING=1.
@@ -19,7 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -71,6 +77,8 @@ class Daemon:
         self.runners: dict[int, AccountRunner] = {}
         self.inflight: set[asyncio.Task[Any]] = set()
         self.stop_event = asyncio.Event()
+        self.forced = asyncio.Event()  # a second stop signal: stop now
+        self.exit_code = 0
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.targets: dict[str, Target] = {}
         self.dispatcher = Dispatcher(self.store, {})
@@ -126,16 +134,18 @@ class Daemon:
         systemd.notify("STOPPING=1\nSTATUS=stopping")
         log.info("daemon_stopping", inflight=len(self.inflight), timeout=self.shutdown_timeout)
         self.scheduler.pause()
-        if self.inflight:
-            await asyncio.wait(set(self.inflight), timeout=_left(deadline))
+        await self._wait_unless_forced(set(self.inflight), deadline)
         dispatcher_stop.set()
-        await asyncio.wait({dispatch_task}, timeout=_left(deadline))
+        await self._wait_unless_forced({dispatch_task}, deadline)
         leftover = [t for t in (*self.inflight, dispatch_task) if not t.done()]
         if leftover:
-            log.warning("shutdown_deadline_reached", abandoned=len(leftover))
+            if self.forced.is_set():
+                log.warning("stopping_now", abandoned=len(leftover))
+            else:
+                log.warning("shutdown_deadline_reached", abandoned=len(leftover))
             for task in leftover:
                 task.cancel()
-            await asyncio.wait(leftover, timeout=max(1.0, _left(deadline)))
+            await asyncio.wait(leftover, timeout=self._grace(deadline))
         watchdog_task.cancel()
         await asyncio.gather(watchdog_task, return_exceptions=True)
         self.scheduler.shutdown(wait=False)
@@ -143,7 +153,7 @@ class Daemon:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
         closing = asyncio.ensure_future(self._close_all())
-        await asyncio.wait({closing}, timeout=max(1.0, _left(deadline)))
+        await asyncio.wait({closing}, timeout=self._grace(deadline))
         if not closing.done():
             closing.cancel()
             log.warning("close_timed_out")
@@ -155,19 +165,68 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.http.aclose(), timeout=1.0)
         self.store.close()
-        log.info("daemon_stopped")
-        return 0
+        log.info("daemon_stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    def _grace(self, deadline: float) -> float:
+        """How long cancelled work gets to unwind: a second after a second signal, else
+        what is left of the deadline (at least a second)."""
+        return 1.0 if self.forced.is_set() else max(1.0, _left(deadline))
+
+    async def _wait_unless_forced(self, tasks: set[asyncio.Task[Any]], deadline: float) -> None:
+        """Wait for `tasks` until the deadline, or until a second stop signal."""
+        pending = {t for t in tasks if not t.done()}
+        if not pending:
+            return
+        forced = asyncio.ensure_future(self.forced.wait())
+        try:
+            while pending and not self.forced.is_set() and _left(deadline) > 0:
+                done, _ = await asyncio.wait(
+                    {*pending, forced},
+                    timeout=_left(deadline),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending -= done
+        finally:
+            forced.cancel()
+            await asyncio.gather(forced, return_exceptions=True)
 
     async def _close_all(self) -> None:
         await self._close_runners(list(self.runners))
         await self.dispatcher.aclose()
 
     def _on_stop_signal(self, sig: int) -> None:
-        if self.stop_event.is_set():
-            log.info("signal_ignored", signal=signal.Signals(sig).name, reason="already stopping")
-            return
-        log.info("signal_received", signal=signal.Signals(sig).name)
+        # The flags first: everything after this line may fail (a log line to a closed
+        # pipe), and the daemon must stop whatever happens to it.
+        again = self.stop_event.is_set()
         self.stop_event.set()
+        if again:
+            self._stop_now(sig)
+            return
+        name = signal.Signals(sig).name
+        _tell_terminal(
+            f"bcx-poller: {name}: stopping; letting {len(self.inflight)} cycle(s) and the"
+            f" deliveries in flight finish (at most {self.shutdown_timeout:g}s)."
+            " Press Ctrl-C again to stop now."
+        )
+        log.info("signal_received", signal=name, action="graceful stop")
+
+    def _stop_now(self, sig: int) -> None:
+        """A second stop signal: cancel what is in flight and exit 128 + signal. A cancelled
+        cycle commits nothing, a cancelled delivery stays pending; if the cancellation
+        itself does not finish within 5 s, the process exits regardless (the database is
+        transactional: whatever was not committed simply did not happen)."""
+        if self.forced.is_set():
+            return
+        code = 128 + int(sig)
+        self.exit_code = code
+        self.forced.set()
+        timer = threading.Timer(5.0, os._exit, args=(code,))
+        timer.daemon = True
+        timer.start()
+        name = signal.Signals(sig).name
+        _tell_terminal(f"bcx-poller: {name} again: stopping now.")
+        log.warning("signal_received", signal=name, action="stop now", exit_code=code)
 
     def _on_reload_signal(self) -> None:
         if self.stop_event.is_set():
@@ -432,6 +491,15 @@ class Daemon:
             f"{len(self.runners)} accounts ({failing} failing), max lag {lag},"
             f" outbox {pending} pending, {dead} dead"
         )
+
+
+def _tell_terminal(text: str) -> None:
+    """A line for a person at a terminal (stderr is a TTY); nothing otherwise, never raises."""
+    try:
+        if sys.stderr.isatty():
+            print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        return
 
 
 def _left(deadline: float) -> float:

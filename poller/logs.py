@@ -6,6 +6,10 @@ appears in a log line (nested dicts and lists included).
 
 Lines from the standard library's `logging` (APScheduler, handlers that use `logging`) go
 through the same processors and renderer, so journald gets one format.
+
+A log line that cannot be written (a closed pipe, a full disk, journald restarting) never
+raises into the caller: it goes to stderr instead when the log stream was something else,
+and is dropped otherwise. Logging must never be what keeps the daemon from stopping.
 """
 
 from __future__ import annotations
@@ -62,6 +66,45 @@ def redact(
     return event_dict
 
 
+class SafeStream:
+    """A text stream whose writes never raise: on failure the line goes to stderr (when the
+    stream was not stderr already) or is dropped. Wraps the stream the logs go to."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failed = 0  # lines that could not be written to `stream`
+
+    def _fallback(self, text: str) -> None:
+        err = sys.stderr
+        if err is None or self.stream is err or self.stream is sys.__stderr__:
+            return
+        try:
+            err.write(text)
+            err.flush()
+        except (OSError, ValueError):
+            return
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(text)
+        except (OSError, ValueError):  # EPIPE, ENOSPC, EIO, a closed file
+            self.failed += 1
+            self._fallback(text)
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.failed += 1
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+
 def _renderer(fmt: str) -> Any:
     if fmt == "console":
         return structlog.dev.ConsoleRenderer(colors=False)
@@ -70,9 +113,9 @@ def _renderer(fmt: str) -> Any:
 
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Set up structlog (and route stdlib `logging` through it) at `level`."""
-    stream = stream or sys.stderr
+    stream = SafeStream(stream or sys.stderr)
     if fmt == "auto":
-        fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+        fmt = "console" if stream.isatty() else "json"
     numeric = getattr(logging, level.upper())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -235,6 +235,11 @@ class Store:
             if number <= version:
                 continue
             with self.write() as conn:
+                # another process (a `status` beside a starting daemon) may have applied
+                # it between our read and our write lock
+                if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                    version = number
+                    continue
                 for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)

@@ -118,8 +118,11 @@ async def _once(settings: Settings, deliver_timeout: float) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    from poller.lock import state_lock
+
     settings = _settings(args)
-    return asyncio.run(_once(settings, args.deliver_timeout))
+    with state_lock(settings.poller.state_path):
+        return asyncio.run(_once(settings, args.deliver_timeout))
 
 
 async def _check_online(settings: Settings) -> int:
@@ -285,18 +288,27 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.handler and args.handler not in {h.name for h in settings.handlers}:
         raise ConfigError("--handler", f"no handler named {args.handler!r}")
+    from poller.lock import state_lock
+
+    with state_lock(settings.poller.state_path):
+        n = _requeue(settings, args)
+    print(f"requeued {n} deliver{'y' if n == 1 else 'ies'}")
+    return 0 if n else 1
+
+
+def _requeue(settings: Settings, args: argparse.Namespace) -> int:
     store = _store(settings)
     try:
-        n = store.requeue(
-            event_id=args.event,
-            dead=args.dead,
-            handler=args.handler,
-            handlers=[h.name for h in settings.handlers],  # no-one would ever send the rest
+        return int(
+            store.requeue(
+                event_id=args.event,
+                dead=args.dead,
+                handler=args.handler,
+                handlers=[h.name for h in settings.handlers],  # no-one would ever send the rest
+            )
         )
     finally:
         store.close()
-    print(f"requeued {n} deliver{'y' if n == 1 else 'ies'}")
-    return 0 if n else 1
 
 
 async def _test_handler(settings: Settings, name: str) -> int:

@@ -545,8 +545,13 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from poller.lock import state_lock
+
     settings = _cli()._settings(args)
-    return asyncio.run(_backfill(settings, args))
+    if args.dry_run:  # writes nothing
+        return asyncio.run(_backfill(settings, args))
+    with state_lock(settings.poller.state_path):
+        return asyncio.run(_backfill(settings, args))
 
 
 # -- registration -------------------------------------------------------------------------

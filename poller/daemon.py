@@ -519,6 +519,7 @@ def _now() -> datetime:
 def cmd_run(args: argparse.Namespace) -> int:
     from poller.cli import _settings
     from poller.config import config_path
+    from poller.lock import state_lock
 
     settings = _settings(args)
     daemon_path = config_path(args.config)
@@ -527,7 +528,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(settings, config_path=daemon_path, shutdown_timeout=args.shutdown_timeout)
         return await daemon.run()
 
-    return asyncio.run(main())
+    with state_lock(settings.poller.state_path):  # one owner per state file
+        return asyncio.run(main())
 
 
 def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -210,3 +210,42 @@ def test_a_log_line_that_cannot_be_written_never_raises(
         assert "cycle_committed" in capsys.readouterr().err
     finally:
         logs.configure("info", "json")
+
+
+# -- one owner per state file -------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_at_once_and_readers_work_beside_the_daemon(
+    tmp_path: Path,
+) -> None:
+    from tests.daemon._support import Daemon, running
+
+    with simulators(1001001) as (sim,):
+        sim.seed()
+        out = tmp_path / "events.jsonl"
+        config = write_config(tmp_path / "config.toml", [sim], jsonl_handler("file", out))
+        state = tmp_path / "state.db"
+        with running(Daemon(config)) as daemon:
+            daemon.wait_logged("cycle_committed", within=20)
+            assert daemon.proc is not None
+            pid = str(daemon.proc.pid)
+            assert (tmp_path / "state.db.lock").read_text().strip() == pid
+            for args in (
+                ("run",),
+                ("once", "--deliver-timeout", "0"),
+                ("backfill", "--since", "1h"),
+                ("redeliver", "--dead"),
+            ):
+                began = time.monotonic()
+                refused = run_cli(*args, "--config", str(config), timeout=30)
+                assert refused.returncode == 1, (args, refused.stderr)
+                assert time.monotonic() - began < 10  # at once, not after a cycle
+                assert str(state) in refused.stderr and pid in refused.stderr, refused.stderr
+            for args in (("status",), ("events", "--json"), ("deliveries", "--json")):
+                read = run_cli(*args, "--config", str(config))
+                assert read.returncode == 0, (args, read.stderr)
+            daemon.assert_alive()
+            code, _took = daemon.stop()
+            assert code == 0
+        # the lock went with the daemon: the next writer gets it
+        assert run_cli("once", "--config", str(config), "--deliver-timeout", "0").returncode == 0

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from handlers import _http
 from handlers.base import HandlerContext, HandlerOptions
 from handlers.templates import compile_template, default_source, event_context, render
-from poller.config import resolve_secret
+from poller.config import is_unresolved, resolve_secret
 from poller.errors import HandlerError, PermanentHandlerError
 
 SLACK_TEXT_LIMIT = 40_000
@@ -80,6 +80,8 @@ class SlackOptions(HandlerOptions):
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
+        if is_unresolved(value):  # a local command did not read it
+            return value
         _http.check_http_url(value.get_secret_value())
         return SecretStr(value.get_secret_value().strip())
 

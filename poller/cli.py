@@ -28,15 +28,20 @@ from poller.errors import ConfigError, PollerError
 log = structlog.get_logger("poller.cli")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, local: bool = False) -> Settings:
+    """The configuration. `local`: for a command that only reads or writes the local state
+    (status, events, deliveries, redeliver): no `*_env` / `*_file` secret is read, so it
+    works without the Basecamp password or `$CREDENTIALS_DIRECTORY`."""
     from poller import logs
-    from poller.config import config_path
+    from poller.config import SecretsMode, config_path, secrets_mode
 
     path = config_path(args.config)
-    settings = load_settings(path)
+    mode: SecretsMode = "skip" if local else "resolve"
+    settings = load_settings(path, secrets=mode)
     level = getattr(args, "log_level", None) or settings.logging.level
     logs.configure(level, settings.logging.format)
-    logs.register_secrets(_secret_values(settings))
+    with secrets_mode(mode):
+        logs.register_secrets(_secret_values(settings))
     if insecure_permissions(path):
         log.warning(
             "config_writable_by_others",
@@ -47,16 +52,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    """Every secret of the configuration, for the log redaction processor."""
+    """Every secret of the configuration that was read, for the log redaction processor."""
     from pydantic import BaseModel, SecretStr
 
     from handlers.registry import validate_handler_settings
+    from poller.config import is_unresolved
 
     out: list[str] = []
 
     def walk(value: object) -> None:
         if isinstance(value, SecretStr):
-            out.append(value.get_secret_value())
+            if not is_unresolved(value):  # a secret a local command did not read
+                out.append(value.get_secret_value())
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
@@ -165,7 +172,7 @@ def _ago(ts: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, local=True)
     store = _store(settings)
     try:
         accounts = []
@@ -260,7 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_deliveries(args: argparse.Namespace) -> int:
     from poller.dispatch import describe
 
-    settings = _settings(args)
+    settings = _settings(args, local=True)
     store = _store(settings)
     try:
         rows = [
@@ -269,8 +276,9 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         ]
     finally:
         store.close()
+    mask = _masker(settings)
     for r in rows:  # an error text may quote a secret (a third-party handler's message)
-        r["last_error"] = _masked(r["last_error"], settings)
+        r["last_error"] = mask(r["last_error"])
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -285,7 +293,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, local=True)
     if args.handler and args.handler not in {h.name for h in settings.handlers}:
         raise ConfigError("--handler", f"no handler named {args.handler!r}")
     from poller.lock import state_lock
@@ -342,13 +350,27 @@ async def _test_handler(settings: Settings, name: str) -> int:
     return 0
 
 
-def _masked(text: str | None, settings: Settings) -> str | None:
-    """`text` with every configured secret masked (a handler's error may quote one)."""
-    if text:
-        for secret in sorted(_secret_values(settings), key=len, reverse=True):
-            if len(secret) >= 4:
+def _masker(settings: Settings) -> Any:
+    """A function masking every configured secret that can be read here (a handler's error
+    may quote one). Reads leniently: a local command never fails for a missing secret."""
+    from poller.config import secrets_mode
+
+    with secrets_mode("lenient"):
+        secrets = sorted((s for s in _secret_values(settings) if len(s) >= 4), key=len)
+
+    def mask(text: str | None) -> str | None:
+        if text:
+            for secret in reversed(secrets):  # longest first
                 text = text.replace(secret, "**********")
-    return text
+        return text
+
+    return mask
+
+
+def _masked(text: str | None, settings: Settings) -> str | None:
+    """`text` with every configured secret masked."""
+    masked: str | None = _masker(settings)(text)
+    return masked
 
 
 def cmd_test_handler(args: argparse.Namespace) -> int:

@@ -436,7 +436,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    settings = _cli()._settings(args)
+    settings = _cli()._settings(args, local=True)
     since = parse_since(args.since)
     kinds = [k.strip() for raw in args.kind or () for k in raw.split(",") if k.strip()]
     globbing = any(any(ch in k for ch in "*?[") for k in kinds)

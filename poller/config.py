@@ -6,15 +6,22 @@ from the environment with the prefix `BCX_POLLER_` and `__` between levels, e.g.
 and the reason; the CLI turns it into exit code 2.
 
 Secrets (`password`, `token`, handler secrets) are `SecretStr`: their repr is `'**********'`
-and they are only unwrapped at the point of use.
+and they are only unwrapped at the point of use. A `*_env` / `*_file` secret is read only
+by the commands that talk to Basecamp or to a target: `load_settings(secrets="skip")`
+(the local commands: status, events, deliveries, redeliver) leaves them unread (a
+placeholder stands in, and validators of a secret's form let it through); `"lenient"`
+reads what it can and never fails for the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -104,10 +111,38 @@ def _read_secret_env(name: str, what: str) -> SecretStr:
     return SecretStr(value)
 
 
+SecretsMode = Literal["resolve", "skip", "lenient"]
+_SECRETS_MODE: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "bcx_poller_secrets", default="resolve"
+)
+# What a `*_env` / `*_file` secret holds when it was not read (see `secrets_mode`): no
+# environment variable or credential can hold a NUL, so it is never a real secret.
+# A validator that checks a secret's form lets it through (`is_unresolved`).
+UNRESOLVED = "\x00bcx-poller: secret not read"
+
+
+def is_unresolved(value: SecretStr | None) -> bool:
+    return value is not None and value.get_secret_value() == UNRESOLVED
+
+
+@contextlib.contextmanager
+def secrets_mode(mode: SecretsMode) -> Iterator[None]:
+    """Within the block, `*_env` / `*_file` secrets are read (`resolve`, the default), left
+    unread (`skip`: commands that only read the local state), or read when possible
+    (`lenient`: masking what can be masked)."""
+    token = _SECRETS_MODE.set(mode)
+    try:
+        yield
+    finally:
+        _SECRETS_MODE.reset(token)
+
+
 def resolve_secret(data: dict[str, Any], key: str) -> SecretStr | None:
     """Collapse `key` / `key_env` / `key_file` in `data` into one SecretStr (or None).
 
     Relative `_file` paths are taken under `$CREDENTIALS_DIRECTORY` when systemd set it.
+    Under `secrets_mode("skip")` an `_env` / `_file` secret is not read (`UNRESOLVED`
+    stands in); under `"lenient"` one that cannot be read is.
     """
     given = [k for k in (key, f"{key}_env", f"{key}_file") if data.get(k) not in (None, "")]
     if len(given) > 1:
@@ -118,13 +153,21 @@ def resolve_secret(data: dict[str, Any], key: str) -> SecretStr | None:
     raw = data[which]
     if which == key:
         return raw if isinstance(raw, SecretStr) else SecretStr(str(raw))
-    if which.endswith("_env"):
-        return _read_secret_env(str(raw), which)
-    path = str(raw)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and not os.path.isabs(path):
-        path = os.path.join(creds, path)
-    return _read_secret_file(path, which)
+    mode = _SECRETS_MODE.get()
+    if mode == "skip":
+        return SecretStr(UNRESOLVED)
+    try:
+        if which.endswith("_env"):
+            return _read_secret_env(str(raw), which)
+        path = str(raw)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds and not os.path.isabs(path):
+            path = os.path.join(creds, path)
+        return _read_secret_file(path, which)
+    except ValueError:
+        if mode == "lenient":
+            return SecretStr(UNRESOLVED)
+        raise
 
 
 def collapse_secrets(data: Any, keys: tuple[str, ...]) -> Any:
@@ -402,6 +445,11 @@ def insecure_permissions(path: Path) -> bool:
     return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the configuration file. Raises `ConfigError`."""
-    return parse_settings(read_toml(config_path(path)))
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, secrets: SecretsMode = "resolve"
+) -> Settings:
+    """Read and validate the configuration file. Raises `ConfigError`. `secrets`: see
+    `secrets_mode`."""
+    data = read_toml(config_path(path))
+    with secrets_mode(secrets):
+        return parse_settings(data)

@@ -58,3 +58,43 @@ def test_printing_commands_exit_quietly_on_a_closed_pipe(polled: Path, args: tup
     done = run_into_closed_pipe(*args, "--config", str(polled))
     assert done.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored"
     assert done.returncode == 141  # like a Unix tool killed by SIGPIPE
+
+
+# -- local commands need no secrets ------------------------------------------------------
+
+
+def test_local_commands_work_without_the_secrets(sim: Harness) -> None:
+    """status / events / deliveries / redeliver only touch the local state: the Basecamp
+    password (password_env unset) and a handler's credential file (relative, no
+    $CREDENTIALS_DIRECTORY) are not needed, so `systemd-run ... status` works."""
+    a = sim.account
+    a.create_todo(a.create_todolist(a.create_project("Ops"), "List"), "Task")
+    creds = sim.tmp / "creds"
+    creds.mkdir()
+    (creds / "slack-url").write_text("http://127.0.0.1:9/hook\n")
+    handlers = jsonl_handler(sim.tmp / "events.jsonl") + (
+        '\n[[handlers]]\nname = "team"\ntype = "slack"\nwebhook_url_file = "slack-url"\n'
+        'kinds = ["todo_completed"]\n'
+    )
+    config = sim.write_config(handlers, first_sync="emit")
+    text = config.read_text().replace('password = "demo"', 'password_env = "BCX_TEST_PW"')
+    config.write_text(text)
+    secrets = {"BCX_TEST_PW": "demo", "CREDENTIALS_DIRECTORY": str(creds)}
+    polled = run("once", "--config", str(config), "--deliver-timeout", "0", env=secrets)
+    assert polled.returncode == 0, polled.stderr
+    no_secrets = {"BCX_TEST_PW": "", "CREDENTIALS_DIRECTORY": ""}
+    for args in (
+        ("status",),
+        ("status", "--json"),
+        ("events", "--json"),
+        ("deliveries",),
+        ("deliveries", "--json"),
+    ):
+        done = run(*args, "--config", str(config), env=no_secrets)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "BCX_TEST_PW" not in done.stderr
+    requeue = run("redeliver", "--dead", "--config", str(config), env=no_secrets)
+    assert requeue.returncode == 1 and "requeued 0" in requeue.stdout, requeue.stderr
+    # what talks to Basecamp still needs them, and says which one is missing
+    refused = run("once", "--config", str(config), env=no_secrets)
+    assert refused.returncode == 2 and "BCX_TEST_PW" in refused.stderr

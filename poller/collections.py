@@ -561,6 +561,8 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
     for act in activities:
         if act.eventable_id is not None:
             groups.setdefault((act.eventable_type, act.eventable_id), []).append(act)
+        else:
+            det.unread.add(act.id)
 
     if cycle.watched("Todo"):
         by_list: dict[tuple[int, int], dict[int, list[Activity]]] = {}
@@ -584,10 +586,14 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         if etype == "Project" and cycle.watched("Project"):
             await _project_activity(cycle, eid, latest.eventable_url)
             continue
+        if etype == "Project":
+            det.unread.update(a.id for a in acts)
+            continue
         if etype not in SEGMENT or not (
             cycle.watched(etype) or (cycle.watched("Comment") and etype in COMMENTABLE)
         ):
-            continue  # explained by the activity alone: `<type>_activity`
+            det.unread.update(a.id for a in acts)  # `<type>_activity`: nothing was read
+            continue
         pid = latest.project_id
         old = det.get(etype, eid)
         url = latest.eventable_url or cycle.item_url(

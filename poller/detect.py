@@ -29,6 +29,7 @@ from poller.match import (
     activity_key,
     comment_anchor,
     match,
+    sort_by_time,
 )
 from poller.payloads import KIND_PREFIX, Activity, Record, kind_prefix, parse_ts
 from poller.store import CycleWrite, Store, StoredRecord
@@ -119,6 +120,9 @@ class Detector:
     observed: list[Observed] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
     comments_read: set[Key] = field(default_factory=set)  # items whose comments were diffed
+    # activities about what this cycle does not read (an unwatched type, people): each
+    # is `<type>_activity`, never a change the diff could not confirm
+    unread: set[int] = field(default_factory=set)
     _finished: bool = False
     _children_loaded: set[Key] = field(default_factory=set)
     _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
@@ -392,8 +396,12 @@ class Detector:
                 fields=now.data.get("fields") if now is not None else None,
                 updated_at=now.updated_at if now is not None else None,
             )
-        for explained in match(self.activities, self.observed, states):
-            event = self._build(explained)
+        read = [a for a in self.activities if a.id not in self.unread]
+        explained = match(read, self.observed, states) + [
+            self._only(a) for a in self.activities if a.id in self.unread
+        ]
+        for one in sort_by_time(explained):
+            event = self._build(one)
             if self.emit:
                 self.events.append(event)
 
@@ -401,13 +409,16 @@ class Detector:
         """The `<type>_activity` event of one activity, on its own (used by `backfill`)."""
         if not self.emit:
             return None
-        kind = f"{kind_prefix(activity.eventable_type)}_activity"
-        explained = Explained(
-            kind, activity_key(activity), {}, f"activity:{activity.id}", None, activity
-        )
-        event = self._build(explained)
+        event = self._build(self._only(activity))
         self.events.append(event)
         return event
+
+    @staticmethod
+    def _only(activity: Activity) -> Explained:
+        kind = f"{kind_prefix(activity.eventable_type)}_activity"
+        return Explained(
+            kind, activity_key(activity), {}, f"activity:{activity.id}", None, activity
+        )
 
     def _current(self, key: Key) -> Record | None:
         stored = self.records.get(key)

@@ -118,3 +118,23 @@ def sim(tmp_path: Path) -> Iterator[Harness]:
             yield h
         finally:
             h.close()
+
+
+@pytest.fixture(autouse=True)
+def event_contract(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Every event any test commits keeps the envelope contract (tests/contract.py):
+    schema, non-empty links, a plain-text summary about this event."""
+    from tests.contract import problems
+
+    committed: list[dict[str, Any]] = []
+    original = Store.commit_cycle
+
+    def checked(self: Store, write: Any, *args: Any, **kwargs: Any) -> Any:
+        for event in write.events:
+            found = problems(event)
+            assert not found, f"event {event['kind']} breaks the contract: {found}\n{event}"
+        committed.extend(write.events)
+        return original(self, write, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "commit_cycle", checked)
+    yield committed

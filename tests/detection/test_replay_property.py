@@ -82,6 +82,11 @@ def replay(
             todos.pop(rid, None)
             for cid in [c for c, parent in comments.items() if parent == rid]:
                 del comments[cid]
+        elif kind.startswith("todo_") and todos.get(rid) is None:
+            # the feed's word about a to-do never read (created, changed and trashed
+            # again between two polls): nothing to apply, and it must be gone by now
+            assert e["source"] == "activity", e
+            todos[rid] = None  # type: ignore[assignment]
         elif kind in ("todo_completed", "todo_uncompleted"):
             todos[rid]["completed"] = ch["completed"][1]
         elif kind == "todo_content_changed" and ch:
@@ -90,6 +95,8 @@ def replay(
             todos[rid]["due_on"] = ch["due_on"][1]
         elif kind == "todo_assignment_changed" and ch:
             todos[rid]["assignee"] = (ch["assignee"][1] or {}).get("id")
+        elif kind == "comment_created" and e["details"]["comment"] is None:
+            assert e["source"] == "activity", e  # on an item trashed before the poll
         elif kind == "comment_created":
             comments[e["details"]["comment"]["id"]] = rid
         elif kind == "comment_trashed":

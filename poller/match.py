@@ -17,10 +17,13 @@ The rules, per item (a comment's changes belong to the item it is on):
   re-opened: no diff at all; a comment since trashed), the activity still gives its own
   event of the kind it names, with the change inferred where it is a flag
   (`completed: [false, true]`), else `{}`.
-* An activity that only says "edited" (or words we do not know) takes every change the
-  specific ones left, newest first: one save that changed several fields gives one
-  event per specific kind, each carrying that activity. An older "edited" activity whose
-  change a newer one overwrote, or one that changed nothing we track, is `<type>_activity`.
+* An activity that only says "edited" (or words we do not know) takes the newest of the
+  changes Basecamp has no words of its own for (content, name, description, a move):
+  one save that changed several such fields gives one event per kind, each carrying that
+  activity. It never takes a completion, assignment, due date, creation or trash: those
+  have their own words, so a silent one stays diff-only rather than borrow an editor.
+  An older "edited" activity whose change a newer one overwrote, or one that changed
+  nothing we track, is `<type>_activity`.
 * A change no activity explains is a diff-only event: no activity's creator, summary or
   time is ever borrowed for it.
 """
@@ -68,6 +71,27 @@ _INFERRED: dict[str, dict[str, list[Any]]] = {
     "comment_trashed": {"trashed": [False, True]},
 }
 _GENERIC = (None, "changed")
+# kinds an activity names in words of their own (never taken by a mere "edited")
+_NAMED = frozenset(
+    {
+        "created",
+        "trashed",
+        "completed",
+        "uncompleted",
+        "assignment_changed",
+        "due_date_changed",
+        "archived",
+        "unarchived",
+    }
+)
+
+
+def _suffix_of(kind: str, prefix: str) -> str:
+    if kind.startswith("comment_"):
+        return "created"  # never generic: comments have their own words
+    return kind[len(prefix) + 1 :] if kind.startswith(prefix + "_") else kind
+
+
 # flags whose last named transition must agree with what Basecamp shows now:
 # field -> kind suffix when it becomes true, when it becomes false
 _FLAGS: dict[str, tuple[str, str]] = {
@@ -255,15 +279,12 @@ def _explain_item(item: _Item, known: bool) -> list[Explained]:
         free.difference_update(got)
         taken[i] = got
     # 2. the newest "edited" activity (then one with unknown words) takes what is left of
-    #    the item's own changes (not its creation, trash or comments)
+    #    the changes Basecamp has no words of their own for (content, names...): a due
+    #    date, an assignment, a completion nobody's activity names stays diff-only rather
+    #    than borrow an editor who may not have made it
     generic = [i for i in reversed(range(len(acts))) if hints[i] == "changed"]
     generic += [i for i in reversed(range(len(acts))) if hints[i] is None]
-    rest = [
-        j
-        for j in sorted(free)
-        if not obs[j].kind.startswith("comment_")
-        and not obs[j].kind.endswith(("_created", "_trashed"))
-    ]
+    rest = [j for j in sorted(free) if _suffix_of(obs[j].kind, prefix) not in _NAMED]
     if generic and rest:
         taken[generic[0]] = rest
         free.difference_update(rest)

@@ -1,5 +1,9 @@
 """Per-account plumbing: one httpx client, rate limiter and BasecampClient per account,
-and one guarded cycle that never lets one account's failure reach another."""
+and one guarded cycle that never lets one account's failure reach another.
+
+A cycle that fails for a reason that will not go away by itself (401/403, a 404 of the
+account's own feed or project list) is classified (`AccountFailure`): the daemon backs the
+account off exponentially and `status` and the metrics name the reason."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import functools
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import certifi
 import httpx
@@ -15,7 +20,7 @@ import structlog
 
 from poller.client import BasecampClient
 from poller.config import AccountSettings, PollerSettings
-from poller.errors import PollerError
+from poller.errors import AuthError, NotFound, PollerError
 from poller.poll import CycleReport, poll_account
 from poller.store import Router, Store
 
@@ -29,6 +34,35 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+# Endpoints whose 404 means the account itself is wrong (id, base_url), not an item.
+_ACCOUNT_PATHS = ("/events.json", "/projects.json", "/projects/archived.json", "/people/me.json")
+
+
+@dataclass(frozen=True)
+class AccountFailure:
+    """Why an account keeps failing: `code` (a metrics label) and a hint for people."""
+
+    code: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.hint}"
+
+
+def account_failure(exc: BaseException) -> AccountFailure | None:
+    """The lasting reason behind a failed cycle, or None for a failure worth retrying at
+    the next interval (5xx, timeouts, a malformed page...)."""
+    if isinstance(exc, AuthError):
+        if exc.status == 403:
+            return AccountFailure("forbidden", "this login may not read the account")
+        if exc.status == 401:
+            return AccountFailure("unauthorized", "check the password or token")
+        return AccountFailure("unauthorized", "check the OAuth client and tokens (authorize)")
+    if isinstance(exc, NotFound) and urlsplit(exc.url).path.endswith(_ACCOUNT_PATHS):
+        return AccountFailure("not_found", "check the account id and base_url")
+    return None
+
+
 @dataclass
 class AccountRunner:
     account: AccountSettings
@@ -37,6 +71,7 @@ class AccountRunner:
     last_report: CycleReport | None = None
     last_error: str | None = None
     owns_http: bool = True
+    failure: AccountFailure | None = None  # the last cycle's lasting reason, if any
 
     async def aclose(self) -> None:
         if self.owns_http:
@@ -96,17 +131,23 @@ async def run_cycle(
         async with asyncio.timeout(settings.cycle_timeout):
             report = await poll_account(runner.client, store, settings, route)
     except TimeoutError:
+        runner.failure = None
         runner.last_error = f"cycle exceeded its {settings.cycle_timeout:g}s deadline"
     except PollerError as exc:
+        runner.failure = account_failure(exc)
         runner.last_error = f"{type(exc).__name__}: {exc}"
+        if runner.failure is not None:
+            runner.last_error = f"{runner.failure} ({runner.last_error})"
     except Exception as exc:
         # a bug or an unforeseen failure: still this account's alone, and still nothing
         # committed; log the traceback so it can be fixed
+        runner.failure = None
         runner.last_error = f"unexpected {type(exc).__name__}: {exc}"
         bound.exception("cycle_crashed", error=runner.last_error)
     else:
         runner.last_report = report
         runner.last_error = None
+        runner.failure = None
         if on_commit is not None and report.added:
             on_commit()
         return report

@@ -171,6 +171,15 @@ def _ago(ts: float | None) -> str:
     return f"{max(0.0, time.time() - ts):.0f}s ago"
 
 
+def _account_state(last_attempt_at: float | None, last_error: str | None) -> str:
+    """`never polled`, `ok`, or `failing` (the last cycle failed; `last_error` says why,
+    beginning with the reason when it is a lasting one, e.g. `unauthorized: check the
+    password or token`)."""
+    if last_attempt_at is None:
+        return "never polled"
+    return "failing" if last_error else "ok"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args, local=True)
     store = _store(settings)
@@ -182,6 +191,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 {
                     "account_id": acc.id,
                     "name": acc.name,
+                    "state": _account_state(st.last_attempt_at, st.last_error),
                     "baseline_done": st.baseline_done,
                     "cursor": st.cursor,
                     "last_success_at": st.last_success_at,
@@ -220,6 +230,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             [
                 "ACCOUNT",
                 "NAME",
+                "STATE",
                 "LAST SUCCESS (UTC)",
                 "LAG",
                 "CURSOR",
@@ -231,6 +242,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 [
                     a["account_id"],
                     a["name"],
+                    a["state"],
                     _utc(a["last_success_at"]),
                     human_age(a["lag_seconds"]) if a["lag_seconds"] is not None else "never",
                     a["cursor"],
@@ -240,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ]
                 for a in accounts
             ],
-            right=(5, 6),
+            right=(6, 7),
         )
     )
     print()

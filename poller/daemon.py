@@ -13,6 +13,12 @@ queued) and the exit status is 128 + the signal (130 for SIGINT, 143 for SIGTERM
 stop flag is set before anything that can fail (a log line to a closed pipe). SIGHUP
 reloads the configuration; a bad new configuration is logged and the old one stays.
 
+Backoff: an account whose cycle fails for a lasting reason (401/403, a 404 of the account:
+`accounts.account_failure`) is not asked again for `interval * 2**n` seconds after its
+n-th such failure in a row, at most `MAX_BACKOFF` (15 min); a success or a reload (SIGHUP)
+resets it. Other failures (5xx, timeouts) are retried at the next interval. Other
+accounts are never affected.
+
 systemd: READY=1 once the first jobs are scheduled, WATCHDOG=1 at half `WATCHDOG_USEC`,
 STATUS= one line (last cycle, lag, outbox), STOPPING=1.
 """
@@ -28,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +44,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from poller import logs, systemd
-from poller.accounts import AccountRunner, http_client, open_account, run_cycle
+from poller.accounts import AccountFailure, AccountRunner, http_client, open_account, run_cycle
 from poller.config import AccountSettings, Settings, load_settings
 from poller.dispatch import Dispatcher, Target, build_targets
 from poller.errors import ConfigError, PollerError
@@ -52,7 +59,24 @@ log = structlog.get_logger(__name__)
 # accounts on a 30 s interval busy, few enough to stay inside the shared connection pool.
 MAX_CONCURRENT_CYCLES = 32
 
+# The longest an account failing for a lasting reason waits between attempts.
+MAX_BACKOFF = 900.0
+
 TransportFactory = Callable[[AccountSettings], httpx.AsyncBaseTransport | None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """An account failing for a lasting reason: `failures` in a row, next try `until`."""
+
+    failures: int
+    until: float  # time.monotonic()
+    failure: AccountFailure
+
+
+def backoff_delay(interval: float, failures: int) -> float:
+    """Seconds to wait after the `failures`-th lasting failure in a row."""
+    return float(min(MAX_BACKOFF, interval * 2 ** min(failures, 30)))
 
 
 class Daemon:
@@ -89,6 +113,7 @@ class Daemon:
         self._background: set[asyncio.Future[Any]] = set()
         self._cycle_tasks: dict[int, asyncio.Task[Any]] = {}
         self._added_at: dict[int, float] = {}
+        self.backoff: dict[int, Backoff] = {}
 
     def _spawn(self, coro: Any) -> None:
         """Run `coro` in the background, keeping a reference until it is done."""
@@ -293,6 +318,7 @@ class Daemon:
                 self.scheduler.remove_job(f"account:{aid}")
             self._retire(aid, self.runners.pop(aid, None))
             self._added_at.pop(aid, None)
+            self.backoff.pop(aid, None)
             self.metrics.forget_account(aid)
             log.info("account_removed", account=aid)
         starting = [
@@ -378,7 +404,18 @@ class Daemon:
         except Exception as exc:  # never let a reload take the daemon down
             log.exception("reload_rejected", error=f"{type(exc).__name__}: {exc}")
             return
-        log.info("reloaded", accounts=len(self.runners), handlers=len(self.targets))
+        # the operator may have fixed what they were failing for: ask again now (the
+        # accounts stay marked failing until they succeed)
+        reset = sorted(aid for aid, held in self.backoff.items() if held.failures)
+        for aid in reset:
+            self.backoff[aid] = Backoff(0, 0.0, self.backoff[aid].failure)
+            self.metrics.observe_backoff(aid, 0.0)
+        log.info(
+            "reloaded",
+            accounts=len(self.runners),
+            handlers=len(self.targets),
+            backoff_reset=reset,
+        )
 
     async def _close_runners(self, ids: list[int]) -> None:
         for aid in ids:
@@ -393,6 +430,15 @@ class Daemon:
             return
         runner = self.runners.get(account_id)
         if runner is None:
+            return
+        held = self.backoff.get(account_id)
+        if held is not None and time.monotonic() < held.until:
+            log.debug(
+                "account_backing_off",
+                account=account_id,
+                reason=str(held.failure),
+                retry_in=round(held.until - time.monotonic(), 1),
+            )
             return
         task = asyncio.current_task()
         assert task is not None
@@ -435,6 +481,7 @@ class Daemon:
         delta = {
             s: n - before.get(s, 0) for s, n in stats.by_status.items() if n - before.get(s, 0)
         }
+        self._after_cycle(account_id, runner, ok=report is not None)
         self.metrics.observe_requests(account_id, delta, stats.rate_limited - limited)
         self.metrics.observe_cycle(
             account_id,
@@ -443,6 +490,29 @@ class Daemon:
             stats,
             kinds if report is not None else [],
         )
+
+    def _after_cycle(self, account_id: int, runner: AccountRunner, *, ok: bool) -> None:
+        """Back an account off after a lasting failure; forget it after a success."""
+        if ok:
+            if self.backoff.pop(account_id, None) is not None:
+                log.info("account_recovered", account=account_id)
+            self.metrics.observe_failure(account_id, None, 0.0)
+            return
+        failure = runner.failure
+        if failure is None:  # worth retrying at the next interval
+            return
+        held = self.backoff.get(account_id)
+        failures = (held.failures if held is not None else 0) + 1
+        delay = backoff_delay(self.settings.poller.interval, failures)
+        self.backoff[account_id] = Backoff(failures, time.monotonic() + delay, failure)
+        log.warning(
+            "account_backoff",
+            account=account_id,
+            reason=str(failure),
+            failures=failures,
+            retry_in=round(delay, 1),
+        )
+        self.metrics.observe_failure(account_id, failure.code, delay)
 
     # -- status ---------------------------------------------------------------------
 

@@ -80,6 +80,19 @@ class Metrics:
         self.dead = prom.Gauge(
             "bcx_poller_dead_letters", "Dead deliveries", ["handler"], registry=r
         )
+        self.failing = prom.Gauge(
+            "bcx_poller_account_failing",
+            "1 while the account fails for a lasting reason (unauthorized, forbidden, not_found)",
+            ["account", "reason"],
+            registry=r,
+        )
+        self.backoff = prom.Gauge(
+            "bcx_poller_account_backoff_seconds",
+            "Seconds the account waits before its next attempt (0 = its interval)",
+            ["account"],
+            registry=r,
+        )
+        self._failing: dict[str, str] = {}
         self.last_success = prom.Gauge(
             "bcx_poller_last_success_timestamp_seconds",
             "Last successful poll",
@@ -110,14 +123,41 @@ class Metrics:
         if self.enabled and at is not None:
             self.last_success.labels(str(account)).set(at)
 
+    def observe_failure(self, account: int, reason: str | None, backoff: float) -> None:
+        """The account fails for `reason` (None: it does not) and waits `backoff` s."""
+        if not self.enabled:
+            return
+        a = str(account)
+        old = self._failing.pop(a, None)
+        if old is not None and old != reason:
+            with contextlib.suppress(KeyError):
+                self.failing.remove(a, old)
+        if reason is not None:
+            self._failing[a] = reason
+            self.failing.labels(a, reason).set(1)
+        self.backoff.labels(a).set(backoff)
+
+    def observe_backoff(self, account: int, backoff: float) -> None:
+        if self.enabled:
+            self.backoff.labels(str(account)).set(backoff)
+
     def forget_account(self, account: int) -> None:
         """An account removed by a reload: drop its per-account series."""
         if not self.enabled:
             return
         a = str(account)
-        for metric in (self.cycle_seconds, self.not_modified_ratio, self.last_success):
+        for metric in (
+            self.cycle_seconds,
+            self.not_modified_ratio,
+            self.last_success,
+            self.backoff,
+        ):
             with contextlib.suppress(KeyError):
                 metric.remove(a)
+        reason = self._failing.pop(a, None)
+        if reason is not None:
+            with contextlib.suppress(KeyError):
+                self.failing.remove(a, reason)
 
     def observe_requests(self, account: int, delta: dict[int, int], rate_limited: int) -> None:
         if not self.enabled:

@@ -178,7 +178,7 @@ def test_status_prints_a_table_and_keeps_json(sim: Harness) -> None:
     table = run("status", "--config", str(config))
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:5] == ["ACCOUNT", "NAME", "LAST", "SUCCESS", "(UTC)"]
+    assert lines[0].split()[:6] == ["ACCOUNT", "NAME", "STATE", "LAST", "SUCCESS", "(UTC)"]
     assert str(sim.account.account_id) in lines[2] and "never" not in lines[2]
     assert any(line.startswith("HANDLER") for line in lines)
     assert any(line.split()[:4] == ["file", "jsonl", "0", "0"] for line in lines)

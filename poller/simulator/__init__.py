@@ -1,6 +1,7 @@
 """A stateful Basecamp 2 ("BCX") simulator, served in-process or over loopback.
 
     account = Account(clock=ManualClock())          # the fake account (mutate it directly)
+    account.changes                                  # every mutation since, as `SimChange`s
     app = SimulatorApp(account)                      # the HTTP rules, faults, request log
     transport = SimulatorTransport(app)              # httpx, no sockets
     with serve(app) as base_url: ...                 # real HTTP on 127.0.0.1
@@ -16,6 +17,7 @@ from poller.simulator.api import DEMO_PASSWORD, DEMO_USERNAME, SimResponse, Simu
 from poller.simulator.auth import Credentials, Launchpad
 from poller.simulator.clock import ManualClock, SystemClock, format_timestamp, parse_timestamp
 from poller.simulator.faults import FAULT_KINDS, Fault, FaultSet, SimRequest
+from poller.simulator.model import OPS, SimChange
 from poller.simulator.populate import demo_account, populate
 from poller.simulator.requestlog import LoggedRequest, RequestLog
 from poller.simulator.server import account_base_url, main, run, serve
@@ -27,6 +29,7 @@ __all__ = [
     "DEMO_USERNAME",
     "ERAS",
     "FAULT_KINDS",
+    "OPS",
     "UNSET",
     "Account",
     "Credentials",
@@ -39,6 +42,7 @@ __all__ = [
     "Moved",
     "NotFound",
     "RequestLog",
+    "SimChange",
     "SimRequest",
     "SimResponse",
     "SimulatorApp",

@@ -5,6 +5,9 @@ Every mutation behaves like Basecamp: it bumps the item's `updated_at`, its proj
 an activity-feed event unless `silent=True` (Basecamp does not promise events for trash
 or archive, so tests need changes that leave no trace in the feed). Every mutation takes
 `by=<person id>` (default: the account owner) and returns the id of what it created.
+Every call, even one that changes nothing, appends one `SimChange` to `account.changes`
+(what it did, to what, by whom, which feed event it appended, which fields moved from
+what to what): the oracle for tests that check the poller accounted for each change.
 
 All state is guarded by `account.lock` (re-entrant): mutations take it themselves; the
 HTTP app holds it while it renders a response, so a server thread never sees a
@@ -16,7 +19,8 @@ or `Moved` (the item lives in another project; carries the right project id).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 from poller.simulator.content import ContentMutations
 from poller.simulator.model import (
@@ -33,7 +37,9 @@ from poller.simulator.state import (
     TodoFilter,
     Unset,
     as_date,
+    changed,
     locked,
+    render_when,
 )
 
 __all__ = ["UNSET", "Account", "ListFilter", "Moved", "NotFound", "TodoFilter"]
@@ -58,14 +64,20 @@ class Account(ContentMutations, AccountQueries):
     @locked
     def add_person(self, name: str, email: str | None = None, *, admin: bool = False) -> int:
         """Add a person to the account (no feed event: people are not in a project)."""
-        return self._make_person(name, email, admin=admin)
+        person_id = self._make_person(name, email, admin=admin)
+        at = self.people[person_id].created_at
+        self._log("create", "Person", person_id, at=at, by=None, activity_id=None)
+        return person_id
 
     @locked
     def trash_person(self, person_id: int) -> None:
         """Remove a person from the account: their GET answers 404, lists drop them."""
         person = self.people[person_id]
+        now = self.now()
+        fields = changed(trashed=(person.trashed, True))
         person.trashed = True
-        person.updated_at = self.now()
+        person.updated_at = now
+        self._log("trash", "Person", person_id, at=now, by=None, activity_id=None, fields=fields)
 
     @locked
     def create_project(
@@ -93,38 +105,73 @@ class Account(ContentMutations, AccountQueries):
         project.sections["accesses"] = now
         self.projects[project.id] = project
         ev = ("Project", project.id, f"projects/{project.id}")
-        self._event(project, who, "created the project", name, ev, now=now, silent=silent)
+        activity = self._event(
+            project, who, "created the project", name, ev, now=now, silent=silent
+        )
+        self._log_project("create", project, who, now, activity)
         return project.id
 
+    def _log_project(
+        self,
+        op: str,
+        project: Project,
+        who: int,
+        now: datetime,
+        activity: int | None,
+        fields: dict[str, tuple[Any, Any]] | None = None,
+    ) -> None:
+        self._log(
+            op,
+            "Project",
+            project.id,
+            at=now,
+            by=who,
+            activity_id=activity,
+            fields=fields,
+            project_id=project.id,
+        )
+
     def _project_flag(
-        self, project_id: int, attr: str, value: bool, action: str, by: int | None, silent: bool
+        self,
+        project_id: int,
+        op: str,
+        attr: str,
+        value: bool,
+        action: str,
+        by: int | None,
+        silent: bool,
     ) -> None:
         with self.lock:
             who = self._by(by)
             project = self._live_project(project_id)
             now = self.now()
+            fields = changed(**{attr: (getattr(project, attr), value)})
             setattr(project, attr, value)
             project.updated_at = now
             ev = ("Project", project.id, f"projects/{project.id}")
-            self._event(project, who, action, project.name, ev, now=now, silent=silent)
+            activity = self._event(project, who, action, project.name, ev, now=now, silent=silent)
+            self._log_project(op, project, who, now, activity, fields)
 
     def archive_project(
         self, project_id: int, *, by: int | None = None, silent: bool = False
     ) -> None:
         """Archive: leaves /projects.json, shows in /projects/archived.json."""
-        self._project_flag(project_id, "archived", True, "archived the project", by, silent)
+        action = "archived the project"
+        self._project_flag(project_id, "archive", "archived", True, action, by, silent)
 
     def unarchive_project(
         self, project_id: int, *, by: int | None = None, silent: bool = False
     ) -> None:
         """Undo `archive_project`."""
-        self._project_flag(project_id, "archived", False, "unarchived the project", by, silent)
+        action = "unarchived the project"
+        self._project_flag(project_id, "unarchive", "archived", False, action, by, silent)
 
     def trash_project(
         self, project_id: int, *, by: int | None = None, silent: bool = False
     ) -> None:
         """Trash: the project and everything in it answer 404 and leave every list."""
-        self._project_flag(project_id, "trashed", True, "deleted the project", by, silent)
+        action = "deleted the project"
+        self._project_flag(project_id, "trash", "trashed", True, action, by, silent)
 
     @locked
     def update_project(
@@ -140,13 +187,17 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         project = self._live_project(project_id)
         now = self.now()
+        old = (project.name, project.description)
         if name is not None:
             project.name = name
         if not isinstance(description, Unset):
             project.description = description
+        fields = changed(name=(old[0], project.name), description=(old[1], project.description))
         project.updated_at = now
         ev = ("Project", project.id, f"projects/{project.id}")
-        self._event(project, who, "edited the project", project.name, ev, now=now, silent=silent)
+        action = "edited the project"
+        activity = self._event(project, who, action, project.name, ev, now=now, silent=silent)
+        self._log_project("update", project, who, now, activity, fields)
 
     @locked
     def grant_access(
@@ -156,14 +207,25 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         project = self._live_project(project_id)
         person = self.people[person_id]
-        if person_id in project.access_ids:
-            return
         now = self.now()
-        project.access_ids.append(person_id)
-        self._bump(project, now, "accesses")
-        ev = ("Person", person.id, f"people/{person.slug}")
-        action = f"gave {person.name} access to the project"
-        self._event(project, who, action, project.name, ev, now=now, silent=silent)
+        activity = None
+        fields = changed(access=(person_id in project.access_ids, True))
+        if fields:
+            project.access_ids.append(person_id)
+            self._bump(project, now, "accesses")
+            ev = ("Person", person.id, f"people/{person.slug}")
+            action = f"gave {person.name} access to the project"
+            activity = self._event(project, who, action, project.name, ev, now=now, silent=silent)
+        self._log(
+            "grant_access",
+            "Person",
+            person_id,
+            at=now,
+            by=who,
+            activity_id=activity,
+            fields=fields,
+            project_id=project.id,
+        )
 
     # ------------------------------------------------------------------ to-do lists
 
@@ -192,7 +254,8 @@ class Account(ContentMutations, AccountQueries):
         self._add_item(project, todolist)
         self._touch(todolist, now)
         action = "created a to-do list<span>:</span>"
-        self._event(project, who, action, name, todolist, now=now, silent=silent)
+        activity = self._event(project, who, action, name, todolist, now=now, silent=silent)
+        self._log_item("create", todolist, who, now, activity)
         return todolist.id
 
     @locked
@@ -209,13 +272,18 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         todolist = self._typed(Todolist, list_id)
         now = self.now()
+        old = (todolist.name, todolist.description)
         if name is not None:
             todolist.name = name
         if not isinstance(description, Unset):
             todolist.description = description
+        fields = changed(name=(old[0], todolist.name), description=(old[1], todolist.description))
         project = self._touch(todolist, now)
         action = "edited a to-do list<span>:</span>"
-        self._event(project, who, action, todolist.name, todolist, now=now, silent=silent)
+        activity = self._event(
+            project, who, action, todolist.name, todolist, now=now, silent=silent
+        )
+        self._log_item("update", todolist, who, now, activity, fields)
 
     @locked
     def trash_todolist(self, list_id: int, *, by: int | None = None, silent: bool = False) -> None:
@@ -246,7 +314,9 @@ class Account(ContentMutations, AccountQueries):
         self._bump(source, now, "todolists")
         self._touch(todolist, now)
         action = f"moved a to-do list from {source.name}<span>:</span>"
-        self._event(target, who, action, todolist.name, todolist, now=now, silent=silent)
+        activity = self._event(target, who, action, todolist.name, todolist, now=now, silent=silent)
+        fields = changed(project_id=(source.id, target.id))
+        self._log_item("move", todolist, who, now, activity, fields)
 
     # ------------------------------------------------------------------ to-dos
 
@@ -282,7 +352,8 @@ class Account(ContentMutations, AccountQueries):
         if assignee is not None:
             self.assigned.setdefault(assignee, set()).add(todo.id)
         self._touch(todo, now)
-        self._event(project, who, "added a to-do", content, todo, now=now, silent=silent)
+        activity = self._event(project, who, "added a to-do", content, todo, now=now, silent=silent)
+        self._log_item("create", todo, who, now, activity)
         return todo.id
 
     @locked
@@ -304,29 +375,32 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         todo = self._typed(Todo, todo_id)
         now = self.now()
-        changed: list[str] = []
+        old = (todo.content, todo.assignee_id, todo.due_on)
         if content is not None and content != todo.content:
             todo.content = content
-            changed.append("content")
         if not isinstance(assignee, Unset) and assignee != todo.assignee_id:
             if todo.assignee_id is not None:
                 self.assigned.get(todo.assignee_id, set()).discard(todo_id)
             if assignee is not None:
                 self.assigned.setdefault(assignee, set()).add(todo_id)
             todo.assignee_id = assignee
-            changed.append("assignee")
         if not isinstance(due_on, Unset) and as_date(due_on) != todo.due_on:
             todo.due_on = as_date(due_on)
-            changed.append("due_on")
+        fields = changed(
+            content=(old[0], todo.content),
+            assignee_id=(old[1], todo.assignee_id),
+            due_on=(render_when(old[2], self.offset), render_when(todo.due_on, self.offset)),
+        )
         project = self._touch(todo, now)
-        if changed == ["assignee"]:
+        if list(fields) == ["assignee_id"]:
             name = self.people[assignee].name if isinstance(assignee, int) else "nobody"
             action = f"re-assigned a to-do to {name}<span>:</span>"
-        elif changed == ["due_on"]:
+        elif list(fields) == ["due_on"]:
             action = "changed the due date of a to-do<span>:</span>"
         else:
             action = "edited a to-do<span>:</span>"
-        self._event(project, who, action, todo.content, todo, now=now, silent=silent)
+        activity = self._event(project, who, action, todo.content, todo, now=now, silent=silent)
+        self._log_item("update", todo, who, now, activity, fields)
 
     @locked
     def complete_todo(self, todo_id: int, *, by: int | None = None, silent: bool = False) -> None:
@@ -334,9 +408,12 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         todo = self._typed(Todo, todo_id)
         now = self.now()
+        fields = changed(completed=(todo.completed_at is not None, True))
         todo.completed_at, todo.completer_id = now, who
         project = self._touch(todo, now)
-        self._event(project, who, "completed a to-do", todo.content, todo, now=now, silent=silent)
+        action = "completed a to-do"
+        activity = self._event(project, who, action, todo.content, todo, now=now, silent=silent)
+        self._log_item("complete", todo, who, now, activity, fields)
 
     @locked
     def uncomplete_todo(self, todo_id: int, *, by: int | None = None, silent: bool = False) -> None:
@@ -344,9 +421,12 @@ class Account(ContentMutations, AccountQueries):
         who = self._by(by)
         todo = self._typed(Todo, todo_id)
         now = self.now()
+        fields = changed(completed=(todo.completed_at is not None, False))
         todo.completed_at, todo.completer_id = None, None
         project = self._touch(todo, now)
-        self._event(project, who, "re-opened a to-do", todo.content, todo, now=now, silent=silent)
+        action = "re-opened a to-do"
+        activity = self._event(project, who, action, todo.content, todo, now=now, silent=silent)
+        self._log_item("uncomplete", todo, who, now, activity, fields)
 
     @locked
     def trash_todo(self, todo_id: int, *, by: int | None = None, silent: bool = False) -> None:

@@ -17,12 +17,17 @@ from poller.simulator.model import (
 from poller.simulator.state import (
     AccountState,
     as_when,
+    changed,
     locked,
+    render_when,
 )
 
 
 class ContentMutations(AccountState):
     """Messages, comments, documents, uploads, calendar entries."""
+
+    def _when(self, value: date | datetime) -> str | None:
+        return render_when(value, self.offset)
 
     @locked
     def create_message(
@@ -49,7 +54,8 @@ class ContentMutations(AccountState):
         self._open_topic(project, message, now, topic_id=message.id)
         self._touch(message, now)
         action = "posted a message<span>:</span>"
-        self._event(project, who, action, subject, message, now=now, silent=silent)
+        activity = self._event(project, who, action, subject, message, now=now, silent=silent)
+        self._log_item("create", message, who, now, activity)
         return message.id
 
     @locked
@@ -66,11 +72,16 @@ class ContentMutations(AccountState):
         who = self._by(by)
         message = self._typed(Message, message_id)
         now = self.now()
+        old = (message.subject, message.content)
         message.subject = subject if subject is not None else message.subject
         message.content = content if content is not None else message.content
+        fields = changed(subject=(old[0], message.subject), content=(old[1], message.content))
         project = self._touch(message, now)
         action = "edited a message<span>:</span>"
-        self._event(project, who, action, message.subject, message, now=now, silent=silent)
+        activity = self._event(
+            project, who, action, message.subject, message, now=now, silent=silent
+        )
+        self._log_item("update", message, who, now, activity, fields)
 
     @locked
     def trash_message(
@@ -107,8 +118,18 @@ class ContentMutations(AccountState):
         self.comment_index[comment.id] = (item.kind, item.id)
         self._open_topic(project, item, now)
         self._touch(item, now, "topics")
-        self._event(
+        activity = self._event(
             project, who, "commented on", item.title, item, now=now, silent=silent, comment=comment
+        )
+        self._log(
+            "comment",
+            "Comment",
+            comment.id,
+            at=now,
+            by=who,
+            activity_id=activity,
+            parent=(item.type_name, item.id),
+            project_id=item.project_id,
         )
         return comment.id
 
@@ -119,12 +140,26 @@ class ContentMutations(AccountState):
         kind, item_id = self.comment_index[comment_id]
         item = self._get(kind, item_id)
         now = self.now()
+        fields = {}
         for comment in item.comments:
             if comment.id == comment_id:
+                fields = changed(trashed=(comment.trashed, True))
                 comment.trashed = True
                 comment.updated_at = now
         project = self._touch(item, now, "topics")
-        self._event(project, who, "deleted a comment on", item.title, item, now=now, silent=silent)
+        action = "deleted a comment on"
+        activity = self._event(project, who, action, item.title, item, now=now, silent=silent)
+        self._log(
+            "trash_comment",
+            "Comment",
+            comment_id,
+            at=now,
+            by=who,
+            activity_id=activity,
+            fields=fields,
+            parent=(item.type_name, item.id),
+            project_id=item.project_id,
+        )
 
     # ------------------------------------------------------------------ documents, uploads
 
@@ -151,7 +186,8 @@ class ContentMutations(AccountState):
         self._add_item(project, document)
         self._touch(document, now)
         action = "created a document<span>:</span>"
-        self._event(project, who, action, title, document, now=now, silent=silent)
+        activity = self._event(project, who, action, title, document, now=now, silent=silent)
+        self._log_item("create", document, who, now, activity)
         return document.id
 
     @locked
@@ -168,12 +204,17 @@ class ContentMutations(AccountState):
         who = self._by(by)
         document = self._typed(Document, document_id)
         now = self.now()
+        old = (document.doc_title, document.content)
         document.doc_title = title if title is not None else document.doc_title
         document.content = content if content is not None else document.content
         document.last_updater_id = who
+        fields = changed(title=(old[0], document.doc_title), content=(old[1], document.content))
         project = self._touch(document, now)
         action = "edited a document<span>:</span>"
-        self._event(project, who, action, document.doc_title, document, now=now, silent=silent)
+        activity = self._event(
+            project, who, action, document.doc_title, document, now=now, silent=silent
+        )
+        self._log_item("update", document, who, now, activity, fields)
 
     @locked
     def trash_document(
@@ -217,7 +258,9 @@ class ContentMutations(AccountState):
         project.attachment_ids.append(attachment.id)
         self._add_item(project, upload)
         self._touch(upload, now)
-        self._event(project, who, "uploaded a file", filename, upload, now=now, silent=silent)
+        action = "uploaded a file"
+        activity = self._event(project, who, action, filename, upload, now=now, silent=silent)
+        self._log_item("create", upload, who, now, activity)
         return upload.id
 
     @locked
@@ -256,7 +299,10 @@ class ContentMutations(AccountState):
         )
         self._add_item(project, entry)
         self._touch(entry, now)
-        self._event(project, who, "added an event", summary, entry, now=now, silent=silent)
+        activity = self._event(
+            project, who, "added an event", summary, entry, now=now, silent=silent
+        )
+        self._log_item("create", entry, who, now, activity)
         return entry.id
 
     @locked
@@ -275,6 +321,7 @@ class ContentMutations(AccountState):
         who = self._by(by)
         entry = self._typed(CalendarEvent, event_id)
         now = self.now()
+        old = (entry.summary, entry.description, entry.starts_at, entry.ends_at)
         entry.summary = summary if summary is not None else entry.summary
         entry.description = description if description is not None else entry.description
         if starts_at is not None:
@@ -283,8 +330,16 @@ class ContentMutations(AccountState):
             entry.ends_at = as_when(ends_at)
         elif starts_at is not None:
             entry.ends_at = entry.starts_at
+        fields = changed(
+            summary=(old[0], entry.summary),
+            description=(old[1], entry.description),
+            starts_at=(self._when(old[2]), self._when(entry.starts_at)),
+            ends_at=(self._when(old[3]), self._when(entry.ends_at)),
+        )
         project = self._touch(entry, now)
-        self._event(project, who, "edited an event", entry.summary, entry, now=now, silent=silent)
+        action = "edited an event"
+        activity = self._event(project, who, action, entry.summary, entry, now=now, silent=silent)
+        self._log_item("update", entry, who, now, activity, fields)
 
     @locked
     def trash_calendar_event(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # item kind -> (Basecamp type name, URL segment, project section it belongs to)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -223,6 +223,50 @@ class FeedEvent:
     private: bool = False
     comment_id: int | None = None
     excerpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimChange:
+    """One call of a mutation method, as `account.changes` records it (a test oracle).
+
+    `seq` increases by one per call; `at` is the account's time of the call; `op` is one
+    of `OPS`; `type` the Basecamp type name of the record (`Todo`, `Comment`, `Person`...)
+    and `id` its id (for `comment`/`trash_comment` the comment's id, with `parent` the
+    commented item as `(type, id)`; `None` otherwise); `by` who did it (`None` for
+    `add_person`/`trash_person`, which have no actor); `activity_id` the id of the feed
+    event the call appended, `None` when it was silent; `fields` maps each field the call
+    changed to `(old, new)`, in the poller's names and the API's renderings (`due_on`
+    as "YYYY-MM-DD", `starts_at` as the API renders it): a call that changed nothing
+    has `{}`. `project_id` is the project the record is in after the call (`None` for
+    people, except `grant_access`, which names the project the person joined).
+    """
+
+    seq: int
+    at: datetime
+    op: str
+    type: str
+    id: int
+    parent: tuple[str, int] | None
+    by: int | None
+    activity_id: int | None
+    fields: dict[str, tuple[Any, Any]]
+    project_id: int | None = None
+
+
+# every `SimChange.op`
+OPS = (
+    "create",
+    "update",
+    "complete",
+    "uncomplete",
+    "trash",
+    "move",
+    "comment",
+    "trash_comment",
+    "archive",
+    "unarchive",
+    "grant_access",
+)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 from poller.simulator.clock import (
     Clock,
     SystemClock,
+    format_date,
     format_timestamp,
     now_ms,
     parse_offset,
@@ -34,6 +35,7 @@ from poller.simulator.model import (
     Message,
     Person,
     Project,
+    SimChange,
     Todo,
     Todolist,
     Topic,
@@ -136,6 +138,8 @@ class AccountState:
         self.events: list[FeedEvent] = []  # sorted oldest first
         self.assigned: dict[int, set[int]] = {}
         self.owner_id = self._make_person(owner_name, owner_email, admin=True)
+        # every mutation call from here on, oldest first (the owner above is not one)
+        self.changes: list[SimChange] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -202,9 +206,10 @@ class AccountState:
         now: datetime,
         silent: bool,
         comment: Comment | None = None,
-    ) -> None:
+    ) -> int | None:
+        """Append a feed event (unless silent); its id, or None."""
         if silent:
-            return
+            return None
         if isinstance(eventable, Item):
             etype, eid = eventable.type_name, eventable.id
             path = f"projects/{eventable.project_id}/{eventable.segment}/{eventable.id}"
@@ -232,6 +237,36 @@ class AccountState:
             else:
                 bisect.insort(feed, event, key=lambda e: (e.created_at, e.id))
         project.last_event_at = now
+        return event.id
+
+    def _log(
+        self,
+        op: str,
+        type_name: str,
+        record_id: int,
+        *,
+        at: datetime,
+        by: int | None,
+        activity_id: int | None,
+        fields: dict[str, tuple[Any, Any]] | None = None,
+        parent: tuple[str, int] | None = None,
+        project_id: int | None = None,
+    ) -> None:
+        """Record one mutation call in `changes` (see `SimChange`)."""
+        self.changes.append(
+            SimChange(
+                seq=len(self.changes) + 1,
+                at=at,
+                op=op,
+                type=type_name,
+                id=record_id,
+                parent=parent,
+                by=by,
+                activity_id=activity_id,
+                fields=fields or {},
+                project_id=project_id,
+            )
+        )
 
     def _new_item_common(self, project_id: int, by: int, now: datetime) -> dict[str, Any]:
         return {
@@ -257,9 +292,33 @@ class AccountState:
     def _trash(self, item: Item, by: int | None, silent: bool, what: str) -> None:
         who = self._by(by)
         now = self.now()
+        fields = changed(trashed=(item.trashed, True))
         item.trashed = True
         project = self._touch(item, now, "topics") if item.topic_id else self._touch(item, now)
-        self._event(project, who, f"deleted {what}", item.title, item, now=now, silent=silent)
+        activity = self._event(
+            project, who, f"deleted {what}", item.title, item, now=now, silent=silent
+        )
+        self._log_item("trash", item, who, now, activity, fields)
+
+    def _log_item(
+        self,
+        op: str,
+        item: Item,
+        who: int,
+        now: datetime,
+        activity: int | None,
+        fields: dict[str, tuple[Any, Any]] | None = None,
+    ) -> None:
+        self._log(
+            op,
+            item.type_name,
+            item.id,
+            at=now,
+            by=who,
+            activity_id=activity,
+            fields=fields,
+            project_id=item.project_id,
+        )
 
     def _open_topic(
         self, project: Project, item: Item, now: datetime, topic_id: int | None = None
@@ -293,6 +352,20 @@ class AccountState:
             updated_at=now,
         )
         return pid
+
+
+def changed(**pairs: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
+    """The `(old, new)` pairs whose values differ: a `SimChange.fields`."""
+    return {name: pair for name, pair in pairs.items() if pair[0] != pair[1]}
+
+
+def render_when(value: date | datetime | None, offset: str) -> str | None:
+    """A date as "YYYY-MM-DD", a datetime as the API renders it, None as None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_timestamp(value, offset)
+    return format_date(value)
 
 
 def as_date(value: date | str | None) -> date | None:

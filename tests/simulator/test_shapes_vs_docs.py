@@ -444,3 +444,18 @@ async def test_2013_has_no_app_url_and_no_eventable(
 def test_unknown_era_is_refused() -> None:
     with pytest.raises(ValueError, match="era"):
         Account(era="2012")  # type: ignore[arg-type]
+
+
+async def test_feed_actions_use_the_recorded_words(
+    client: httpx.AsyncClient, account: Account, full: Full
+) -> None:
+    """The actions the docs and recordings show are phrased the same (names aside)."""
+    shown = [e["action"] for e in _read("examples", "events.json")]
+    shown += [e["action"] for e in _read("real", "huginn__project_events.json")]
+    account.update_todo(full.ids["todo"], assignee=account.owner_id)
+    served = {e["action"] for e in (await client.get("events.json")).json()}
+
+    def words(action: str) -> str:  # the assignee's name is data, not wording
+        return re.sub(r"^(re-assigned a to-do to ).*(<span>:</span>)$", r"\1NAME\2", action)
+
+    assert {words(a) for a in shown} <= {words(a) for a in served}

@@ -16,16 +16,18 @@ events     events from the outbox detected within `--since` (`1h`, `30m`, `2d`, 
 backfill   replay the activity feed since a timestamp to the handlers: every page of
            `/events.json?since=`, each activity becoming the `<type>_activity` event the
            poller itself emits for an activity no diff explains (`Detector.activity_only`),
-           so the ids are the ones polling would use: an event already in the outbox is
-           not queued again, and a receiver that de-duplicates by id sees it once.
+           so the ids are the ones polling would use, and a receiver that de-duplicates
+           by id sees it once. It never re-sends a change polling already queued or
+           delivered: an activity that an event in the outbox carries (whatever its kind:
+           `todo_completed` as much as `todo_activity`) is skipped, and so is one newer
+           than the account's cursor (polling has not read it yet and will: left to it).
            The events are committed through `Store.commit_cycle` with an otherwise empty
            `CycleWrite` (cursor, records, validators and seen activity untouched; the
            baseline flag kept), so delivery rows are created in the same transaction for
            the handlers that route them. Side effect: it counts as a successful cycle of
            the account in `status` (cycles + 1, last success now, last error cleared).
-           Limits: activities polling already turned into diff events (`todo_completed`,
-           ...) come again as `<type>_activity` with their own id; an event already in the
-           outbox is not re-routed to handlers added since (use `redeliver`).
+           Limit: an event already in the outbox is not re-routed to handlers added since
+           (use `redeliver`).
 """
 
 from __future__ import annotations
@@ -508,8 +510,22 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
                     (parse_activity(item, url) for item in items),
                     key=lambda a: (parse_ts(a.created_at), a.id),
                 )
+                # never re-send what polling queued (whatever kind it got), nor take what
+                # polling has yet to read
+                state = store.account(account.id)
+                cursor = parse_ts(state.cursor) if state.cursor else None
+                since_ts = parse_since(args.since).timestamp() - 86400  # clock skew
+                polled = store.activities_with_events(account.id, since_ts)
+                later = [
+                    a
+                    for a in activities
+                    if cursor is not None and (parse_ts(a.created_at) or cursor) > cursor
+                ]
+                left = {a.id for a in later}
+                sent = [a for a in activities if a.id in polled and a.id not in left]
+                replay = [a for a in activities if a.id not in polled and a.id not in left]
                 detector = Detector(store, account.id, emit=True)
-                for activity in activities:
+                for activity in replay:
                     detector.activity_only(activity)
                 events = detector.events
                 routed = sum(1 for e in events if list(route(e)))
@@ -520,7 +536,6 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
                         f" dry run, nothing queued ({routed} would go to a handler)"
                     )
                     continue
-                state = store.account(account.id)
                 write = CycleWrite(
                     account_id=account.id, baseline_done=state.baseline_done, events=events
                 )
@@ -529,7 +544,8 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
                     f"account {account.label}: {len(activities)} activit"
                     f"{'y' if len(activities) == 1 else 'ies'} in {pages} page(s),"
                     f" {len(added)} new event(s) queued,"
-                    f" {len(events) - len(added)} already in the outbox"
+                    f" {len(sent) + len(events) - len(added)} already in the outbox"
+                    + (f", {len(later)} newer than the cursor left to polling" if later else "")
                 )
             except PollerError as exc:
                 status = 1

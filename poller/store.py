@@ -477,6 +477,24 @@ class Store:
         params.append(limit)
         return [json.loads(r["payload"]) for r in self._query(sql, params)]
 
+    def activities_with_events(self, account_id: int, since_ts: float | None = None) -> set[int]:
+        """Ids of the activities that an event in the outbox carries (`details.activity`),
+        whatever its kind; `since_ts`: only events detected since then."""
+        sql = (
+            "SELECT DISTINCT json_extract(payload, '$.details.activity.id') AS activity"
+            " FROM outbox WHERE account_id = ?"
+        )
+        params: list[Any] = [account_id]
+        if since_ts is not None:
+            sql += " AND detected_ts >= ?"
+            params.append(since_ts)
+        out: set[int] = set()
+        for row in self._query(sql, params):
+            value = row["activity"]
+            if isinstance(value, int):
+                out.add(value)
+        return out
+
     def outbox_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM outbox")[0]["n"])
 

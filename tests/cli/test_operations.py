@@ -11,6 +11,7 @@ import pytest
 
 from tests.cli.conftest import jsonl_handler, run
 from tests.conftest import Harness
+from tests.daemon._support import read_jsonl
 
 
 def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
@@ -98,3 +99,43 @@ def test_local_commands_work_without_the_secrets(sim: Harness) -> None:
     # what talks to Basecamp still needs them, and says which one is missing
     refused = run("once", "--config", str(config), env=no_secrets)
     assert refused.returncode == 2 and "BCX_TEST_PW" in refused.stderr
+
+
+# -- backfill never re-sends ---------------------------------------------------------------
+
+
+def test_backfill_never_resends_what_polling_queued_whatever_its_kind(sim: Harness) -> None:
+    from datetime import timedelta
+
+    a = sim.account
+    todolist = a.create_todolist(a.create_project("Ops"), "List")
+    first, second = a.create_todo(todolist, "First"), a.create_todo(todolist, "Second")
+    start = a.ts(a.now() - timedelta(minutes=10))
+    sim.clock.advance(60)
+    out = sim.tmp / "events.jsonl"
+    config = sim.write_config(jsonl_handler(out))
+    assert run("once", "--config", str(config), "--deliver-timeout", "0").returncode == 0
+    sim.clock.advance(60)
+    a.complete_todo(first)
+    polled = run("once", "--config", str(config), "--deliver-timeout", "5")
+    assert polled.returncode == 0, polled.stderr
+    assert [e["kind"] for e in read_jsonl(out)] == ["todo_completed"]  # delivered
+    sim.clock.advance(60)
+    a.complete_todo(second)  # not polled yet: newer than the cursor
+
+    filled = run("backfill", "--since", start, "--config", str(config))
+    assert filled.returncode == 0, filled.stderr
+    assert "1 already in the outbox, 1 newer than the cursor left to polling" in filled.stdout
+    queued = [e for e in sim.store.events() if e["source"] == "activity"]
+    # the creations before the baseline were never sent: they are replayed...
+    assert {e["kind"] for e in queued} == {"project_activity", "todolist_activity", "todo_activity"}
+    # ...but neither completion is: one was delivered as todo_completed, one is polling's
+    completions = [
+        e for e in queued if e["recording"]["id"] in (first, second) and "complet" in e["summary"]
+    ]
+    assert completions == []
+    delivered = run("once", "--config", str(config), "--deliver-timeout", "5")
+    assert delivered.returncode == 0, delivered.stderr
+    completed = [e["recording"]["id"] for e in read_jsonl(out) if e["kind"] == "todo_completed"]
+    assert sorted(completed) == sorted([first, second])  # each change once
+    assert len([e for e in read_jsonl(out) if "complet" in e["summary"]]) == 2

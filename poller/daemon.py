@@ -136,6 +136,8 @@ class Daemon:
                 )
                 host, port = self._metrics_server.server_address[:2]
                 log.info("metrics_listening", address=f"{host}:{port}")
+                if not self.metrics.enabled:
+                    log.error("metrics_unavailable", reason="prometheus-client is not installed")
         except BaseException:
             self._remove_signal_handlers(loop)
             await self._close_runners(list(self.runners))

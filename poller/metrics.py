@@ -1,7 +1,8 @@
 """Prometheus metrics (`bcx_poller_*`) and `/healthz`, when `[metrics] listen` is set.
 
-prometheus-client is an optional dependency (`pip install 'bcx-poller[metrics]'`); without
-it the daemon still serves `/healthz` and says why `/metrics` is missing.
+prometheus-client is a plain dependency, imported only when metrics are served. Should it
+be missing all the same (a broken install), `/metrics` answers 503 saying so — never 200
+with no metric — and `/healthz` still works.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _prometheus() -> Any:
     idle daemon should not carry it)."""
     try:
         import prometheus_client
-    except ImportError:  # pragma: no cover - exercised when the extra is not installed
+    except ImportError:  # a broken install: /metrics answers 503 and says why
         return None
     return prometheus_client
 
@@ -178,9 +179,11 @@ class Metrics:
             self.dead.labels(name).set(c.get("dead", 0))
             self.oldest_age.labels(name).set(c.get("oldest_pending_age") or 0)
 
+    MISSING = b"prometheus-client is not installed (pip install prometheus-client)\n"
+
     def render(self) -> bytes:
         if not self.enabled:
-            return b"# prometheus-client is not installed: pip install 'bcx-poller[metrics]'\n"
+            return self.MISSING
         return bytes(self.prom.generate_latest(self.registry))
 
 
@@ -213,7 +216,9 @@ def serve(
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             try:
-                if path == "/metrics":
+                if path == "/metrics" and not metrics.enabled:  # never 200 with no metric
+                    body, status, ctype = metrics.MISSING, 503, "text/plain"
+                elif path == "/metrics":
                     if refresh is not None:
                         refresh()
                     body, status, ctype = metrics.render(), 200, "text/plain; version=0.0.4"

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +116,45 @@ async def _once(settings: Settings, deliver_timeout: float) -> int:
                     f"account {account.label}: {what}, {report.requests} request(s)",
                     file=sys.stderr,
                 )
-        delivered = await dispatcher.drain(deliver_timeout)
+        before = {
+            (d.handler, d.seq): d
+            for d in store.deliveries(status=("pending",))
+            if d.handler in targets
+        }
+        await dispatcher.drain(deliver_timeout)
         if targets:
-            print(f"delivered {delivered} event(s)", file=sys.stderr)
+            _report_deliveries(settings, store, before, targets)
     finally:
         await dispatcher.aclose()
         store.close()
     return status
+
+
+def _report_deliveries(
+    settings: Settings, store: Any, before: dict[tuple[str, int], Any], targets: Any
+) -> None:
+    """What this run's deliveries came to, counted per delivery (an event sent to three
+    handlers is three deliveries), each new dead letter named."""
+    pending = {(d.handler, d.seq) for d in store.deliveries(status=("pending",))}
+    dead_now = {(d.handler, d.seq): d for d in store.deliveries(status=("dead",))}
+    dead = [dead_now[k] for k in before if k in dead_now]
+    delivered = sum(1 for k in before if k not in pending and k not in dead_now)
+    waiting = sum(1 for k in pending if k[0] in targets)
+    events = len({seq for _h, seq in before})
+    print(
+        f"deliveries: {delivered} delivered, {len(dead)} dead letter(s),"
+        f" {waiting} still pending ({events} event(s) to {len(targets)} handler(s))",
+        file=sys.stderr,
+    )
+    mask = _masker(settings)
+    for d in dead:
+        print(
+            f"dead letter: handler {d.handler}, event {d.event.get('id')}"
+            f" ({d.event.get('kind')}) after {d.attempts} attempt(s): {mask(d.last_error)}",
+            file=sys.stderr,
+        )
+    if dead:
+        print("  list them: bcx-poller deliveries --dead; retry: redeliver --dead", file=sys.stderr)
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -171,6 +204,15 @@ def _ago(ts: float | None) -> str:
     return f"{max(0.0, time.time() - ts):.0f}s ago"
 
 
+def iso_time(ts: float | None) -> str | None:
+    """An epoch time as `--json` outputs give every time: ISO 8601, UTC, milliseconds,
+    like the events' `detected_at` (`2026-11-28T16:00:51.120Z`)."""
+    if ts is None:
+        return None
+    when = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return when.replace("+00:00", "Z")
+
+
 def _account_state(last_attempt_at: float | None, last_error: str | None) -> str:
     """`never polled`, `ok`, or `failing` (the last cycle failed; `last_error` says why,
     beginning with the reason when it is a lasting one, e.g. `unauthorized: check the
@@ -194,13 +236,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "state": _account_state(st.last_attempt_at, st.last_error),
                     "baseline_done": st.baseline_done,
                     "cursor": st.cursor,
-                    "last_success_at": st.last_success_at,
+                    "last_success_at": iso_time(st.last_success_at),
                     "lag_seconds": None
                     if st.last_success_at is None
                     else round(time.time() - st.last_success_at, 1),
-                    "last_attempt_at": st.last_attempt_at,
+                    "last_attempt_at": iso_time(st.last_attempt_at),
                     "last_error": st.last_error,
-                    "last_reconcile_at": st.last_reconcile_at,
+                    "last_reconcile_at": iso_time(st.last_reconcile_at),
                     "cycles": st.cycles,
                     "records": store.count_records(acc.id),
                 }
@@ -222,8 +264,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     from poller.commands import human_age, render_table
 
-    def _utc(ts: float | None) -> str | None:
-        return None if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+    def _utc(iso: str | None) -> str | None:
+        return None if iso is None else iso[:19].replace("T", " ") + "Z"
 
     print(
         render_table(
@@ -291,6 +333,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     mask = _masker(settings)
     for r in rows:  # an error text may quote a secret (a third-party handler's message)
         r["last_error"] = mask(r["last_error"])
+        r["next_at"] = iso_time(r["next_at"])
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -311,22 +354,42 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     from poller.lock import state_lock
 
     with state_lock(settings.poller.state_path):
-        n = _requeue(settings, args)
+        n, why = _requeue(settings, args)
     print(f"requeued {n} deliver{'y' if n == 1 else 'ies'}")
+    if why:
+        print(f"bcx-poller: {why}", file=sys.stderr)
     return 0 if n else 1
 
 
-def _requeue(settings: Settings, args: argparse.Namespace) -> int:
+def _requeue(settings: Settings, args: argparse.Namespace) -> tuple[int, str | None]:
+    """Requeue; (how many, why nothing was when nothing was)."""
+    names = [h.name for h in settings.handlers]  # no-one would ever send the rest
     store = _store(settings)
     try:
-        return int(
+        n = int(
             store.requeue(
                 event_id=args.event,
                 dead=args.dead,
                 handler=args.handler,
-                handlers=[h.name for h in settings.handlers],  # no-one would ever send the rest
+                handlers=names,
             )
         )
+        if n:
+            return n, None
+        only = f" for handler {args.handler}" if args.handler else ""
+        if args.event is None:
+            return 0, f"no dead letter to requeue{only}"
+        rows = store.event_deliveries(args.event)
+        if rows is None:
+            return 0, f"no event {args.event} in the outbox (see bcx-poller events)"
+        mine = [r for r in rows if r[0] in names and (not args.handler or r[0] == args.handler)]
+        if not mine:
+            routed = ", ".join(sorted(r[0] for r in rows)) or "no handler"
+            return 0, (
+                f"event {args.event} has no delivery{only} among the configured handlers"
+                f" (it was routed to {routed})"
+            )
+        return 0, f"event {args.event}: nothing to requeue{only}"
     finally:
         store.close()
 

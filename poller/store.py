@@ -495,6 +495,20 @@ class Store:
                 out.add(value)
         return out
 
+    def event_deliveries(self, event_id: str) -> list[tuple[str, str]] | None:
+        """(handler, status) of each delivery of the event, or None if it is not in the
+        outbox."""
+        rows = self._query("SELECT seq FROM outbox WHERE id = ?", (event_id,))
+        if not rows:
+            return None
+        return [
+            (str(r["handler"]), str(r["status"]))
+            for r in self._query(
+                "SELECT handler, status FROM deliveries WHERE seq = ? ORDER BY handler",
+                (rows[0]["seq"],),
+            )
+        ]
+
     def outbox_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM outbox")[0]["n"])
 

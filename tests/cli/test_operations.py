@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,56 @@ def test_backfill_never_resends_what_polling_queued_whatever_its_kind(sim: Harne
     completed = [e["recording"]["id"] for e in read_jsonl(out) if e["kind"] == "todo_completed"]
     assert sorted(completed) == sorted([first, second])  # each change once
     assert len([e for e in read_jsonl(out) if "complet" in e["summary"]]) == 2
+
+
+# -- honest counts and messages ----------------------------------------------------------
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def test_once_counts_events_and_deliveries_apart_and_names_dead_letters(sim: Harness) -> None:
+    from tests.delivery._support import handlers_toml, write_script
+
+    a = sim.account
+    todolist = a.create_todolist(a.create_project("Ops"), "List")
+    for n in range(2):
+        a.create_todo(todolist, f"Task {n}")
+    good = write_script(sim.tmp / "good.sh", "cat >/dev/null\n")
+    bad = write_script(sim.tmp / "bad.sh", "cat >/dev/null\necho refused >&2\nexit 1\n")
+    only = {"kinds": ["todo_created"], "max_attempts": 1}
+    handlers = [
+        {"name": "good", "type": "script", "command": [str(good)], **only},
+        {"name": "bad", "type": "script", "command": [str(bad)], **only},
+    ]
+    config = sim.write_config(handlers_toml(handlers), first_sync="emit")
+    done = run("once", "--config", str(config), "--deliver-timeout", "5")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "deliveries: 2 delivered, 2 dead letter(s), 0 still pending"
+        " (2 event(s) to 2 handler(s))" in done.stderr
+    ), done.stderr
+    todos = [e["id"] for e in sim.events() if e["kind"] == "todo_created"]
+    for event_id in todos:
+        assert f"dead letter: handler bad, event {event_id} (todo_created)" in done.stderr
+    assert "deliveries --dead" in done.stderr
+
+
+def test_redeliver_says_what_it_did_not_find(polled: Path) -> None:
+    bogus = run("redeliver", "--event", "bcx_bogus", "--config", str(polled))
+    assert bogus.returncode == 1
+    assert "no event bcx_bogus in the outbox" in bogus.stderr
+    dead = run("redeliver", "--dead", "--config", str(polled))
+    assert dead.returncode == 1 and "no dead letter to requeue" in dead.stderr
+
+
+def test_every_json_output_gives_iso_8601_times(polled: Path) -> None:
+    import json
+
+    status = json.loads(run("status", "--json", "--config", str(polled)).stdout)
+    [account] = status["accounts"]
+    for key in ("last_success_at", "last_attempt_at", "last_reconcile_at"):
+        assert isinstance(account[key], str) and ISO.match(account[key]), (key, account[key])
+    events = json.loads(run("events", "--json", "--config", str(polled)).stdout)
+    assert events and all(ISO.match(e["detected_at"]) for e in events)
+    table = run("status", "--config", str(polled)).stdout
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", table)

@@ -113,7 +113,7 @@ def test_redeliver_one_event_and_nothing_to_requeue(sim: Harness) -> None:
         store.commit_cycle(
             __import__("poller.store", fromlist=["CycleWrite"]).CycleWrite(
                 sim.account.account_id,
-                events=[{**sim.events()[0], "id": "bcx_gone"}],
+                events=[{**sim.events()[0], "id": "bcx_" + "0" * 32}],
             ),
             lambda _e: ["removed"],
         )
@@ -164,7 +164,7 @@ def test_once_waits_for_retries_falling_due_within_the_deliver_timeout(sim: Harn
     handler = {"name": "run", "type": "script", "command": [str(script)], "retry_initial": 0.3}
     config = setup(sim, [{**handler, **ONLY}], todos=1)
     done = ok(run_cli("once", "-c", str(config), "--deliver-timeout", "5"))
-    assert "delivered 1 event(s)" in done.stderr
+    assert "deliveries: 1 delivered, 0 dead letter(s), 0 still pending" in done.stderr
     [event_id] = todo_ids(sim)
     assert (sim.tmp / "seen").read_text().split() == [event_id] * 3  # on the third try
     # a retry falling due after the timeout is not waited for
@@ -176,7 +176,7 @@ def test_once_waits_for_retries_falling_due_within_the_deliver_timeout(sim: Harn
     started = time.monotonic()
     left = ok(run_cli("once", "-c", str(config), "--deliver-timeout", "1"))
     assert time.monotonic() - started < 6
-    assert "delivered 0 event(s)" in left.stderr
+    assert "deliveries: 0 delivered, 0 dead letter(s), 1 still pending" in left.stderr
     [row] = dels(config)
     assert (row["status"], row["attempts"]) == ("pending", 1)
 

@@ -97,6 +97,22 @@ def _record_of(stored: StoredRecord) -> Record:
     )
 
 
+def _payload(record: Record | None) -> dict[str, Any] | None:
+    """The record as Basecamp returned it, or (gone now: nothing was returned) what is
+    stored of it."""
+    if record is None:
+        return None
+    if record.raw:
+        return record.raw
+    meta = record.meta
+    return {
+        "id": record.id,
+        **record.fields,
+        **{k: meta[k] for k in ("url", "app_url", "created_at", "creator") if meta.get(k)},
+        "updated_at": record.updated_at,
+    }
+
+
 def _key_of(record: Record) -> Key:
     """The item a record's changes are about: a comment's belong to its item."""
     if record.type == "Comment" and record.parent is not None:
@@ -279,10 +295,17 @@ class Detector:
         """The change in a field read for the first time.
 
         Index listings lack some fields (a document's or message's `content`), so the
-        stored version may not know them. When such a record's `updated_at` moved on but
-        every field it knew is unchanged (and no comment explains the move), the change
-        is in a field seen now for the first time: `<t>_changed` with `[null, new]`.
+        stored version may not know them. When such a record's `updated_at` moved on,
+        every field it knew is unchanged and this cycle's feed says it was edited, the
+        change is in a field seen now for the first time: `<t>_changed` with
+        `[null, new]`. Without that word the move may be a comment added and trashed
+        again: the text read now is only a baseline.
         """
+        key = (record.type, record.id)
+        if not any(
+            activity_key(a) == key and action_hint(a.action) == "changed" for a in self.activities
+        ):
+            return []
         previous = self.before(record.type, record.id)
         if previous is None or previous.state != "active" or record.trashed:
             return []
@@ -465,10 +488,10 @@ class Detector:
         creator = (
             act.creator if act is not None else self._creator(ex.kind, actor) if actor else None
         )
-        details: dict[str, Any] = {"record": (item.raw if item is not None else None) or None}
+        details: dict[str, Any] = {"record": _payload(item)}
         if on_comment:
             cid = comment.id if comment is not None else (comment_anchor(act) if act else None)
-            details["comment"] = (comment.raw if comment is not None else None) or None
+            details["comment"] = _payload(comment)
             details["comment_url"] = f"{app_url}#comment_{cid}" if app_url and cid else None
         if act is not None:
             details["activity"] = act.raw

@@ -180,9 +180,9 @@ def expected_diffs(window: list[Any], start: Snapshot, end: Snapshot) -> Counter
             exp[("comment_trashed", rec["parent"][1], cid)] += 1
     list_ids = {rid for (k, rid) in start | end if k == "todolist"}
     for lid in list_ids:
-        if ("todolist", lid) in start and ("todolist", lid) in end:
-            if _list_done(start, lid) != _list_done(end, lid):
-                exp[("todolist_changed", lid)] += 1
+        both = ("todolist", lid) in start and ("todolist", lid) in end
+        if both and _list_done(start, lid) != _list_done(end, lid):
+            exp[("todolist_changed", lid)] += 1
     return exp
 
 

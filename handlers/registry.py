@@ -48,11 +48,17 @@ def validate_handler_settings(handler: Any, *, field: str) -> Any:
     try:
         return cls.Options(**handler.options)
     except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required setting is missing"
-        elif err["type"] == "extra_forbidden":
-            msg = f"unknown setting for handler type {handler.type!r}"
-        raise ConfigError(f"{field}.{loc}" if loc else field, msg) from None
+        errors = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "required setting is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = f"unknown setting for handler type {handler.type!r}"
+            errors.append(ConfigError(f"{field}.{loc}" if loc else field, msg))
+        if len(errors) == 1:
+            raise errors[0] from None
+        from poller.config import ConfigErrors
+
+        raise ConfigErrors(errors) from None

@@ -188,11 +188,19 @@ async def _check_online(settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    from poller.check import config_warnings
+    from poller.config import config_path, read_toml
+
+    settings = _settings(args)  # every error at once, exit 2
+    path = config_path(args.config)
+    warnings = config_warnings(path, read_toml(path), settings)
     print(
         f"configuration OK: {len(settings.accounts)} account(s),"
         f" {len(settings.handlers)} handler(s)"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
+    for warning in warnings:
+        print(f"warning: {warning}")
     if args.online:
         return asyncio.run(_check_online(settings))
     return 0
@@ -562,7 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_output()
         return EXIT_PIPE
     except ConfigError as exc:
-        _error(f"bcx-poller: configuration error: {exc}")
+        for line in str(exc).splitlines() or [""]:  # several at once: one line each
+            _error(f"bcx-poller: configuration error: {line}")
         return 2
     except PollerError as exc:
         _error(f"bcx-poller: {type(exc).__name__}: {exc}")

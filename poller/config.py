@@ -377,17 +377,57 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+class ConfigErrors(ConfigError):
+    """Several configuration errors at once; `field` / `reason` are the first one's, `str()`
+    gives one `field: reason` per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__(errors[0].field, errors[0].reason)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def _env_sources(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Setting paths given by environment overrides: `poller.intervall` ->
+    `BCX_POLLER_POLLER__INTERVALL`."""
+    env = os.environ if environ is None else environ
+    prefix = "BCX_POLLER_"
+    out: dict[str, str] = {}
+    for name in env:
+        if name.upper().startswith(prefix) and name.upper() != CONFIG_ENV:
+            out[name[len(prefix) :].lower().replace("__", ".")] = name
+    return out
+
+
+def with_env_source(error: ConfigError, sources: dict[str, str] | None = None) -> ConfigError:
+    """`error`, naming the environment variable its setting came from, if one did."""
+    sources = _env_sources() if sources is None else sources
+    field = error.field.lower()
+    for path, name in sorted(sources.items(), key=lambda kv: -len(kv[0])):
+        if field == path or field.startswith((path + ".", path + "[")):
+            return ConfigError(error.field, f"{error.reason} (from ${name})")
+    return error
+
+
+def _config_errors(exc: ValidationError) -> list[ConfigError]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = _loc(tuple(err["loc"]))
+        msg = str(err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "missing":
+            msg = "required setting is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        out.append(ConfigError(field or "config", msg))
+    return out
+
+
 def _first_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    field = _loc(tuple(err["loc"]))
-    msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if err["type"] == "missing":
-        msg = "required setting is missing"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown setting"
-    return ConfigError(field or "config", msg)
+    return _config_errors(exc)[0]
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -425,14 +465,36 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         # keyword arguments: a config file must not be able to reach them.
         if not isinstance(key, str) or key.startswith("_"):
             raise ConfigError(str(key), "unknown setting")
+    from handlers.registry import validate_handler_settings
+
+    errors: list[ConfigError] = []
+    settings: Settings | None = None
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise _first_error(exc) from None
-    from handlers.registry import validate_handler_settings
-
-    for index, handler in enumerate(settings.handlers):
-        validate_handler_settings(handler, field=f"handlers[{index}]")
+        errors += _config_errors(exc)
+    if settings is not None:
+        handlers: list[tuple[int, HandlerSettings]] = list(enumerate(settings.handlers))
+    else:  # still check each handler's own options: every error at once
+        handlers = []
+        raw = data.get("handlers")
+        for index, entry in enumerate(raw if isinstance(raw, list) else []):
+            try:
+                handlers.append((index, HandlerSettings(**entry)))
+            except (ValidationError, TypeError):
+                continue  # already reported by Settings
+    for index, handler in handlers:
+        try:
+            validate_handler_settings(handler, field=f"handlers[{index}]")
+        except ConfigErrors as exc:
+            errors += exc.errors
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        sources = _env_sources()
+        errors = [with_env_source(e, sources) for e in errors]
+        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors))
+    assert settings is not None
     return settings
 
 

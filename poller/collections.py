@@ -28,6 +28,7 @@ from poller.payloads import (
     parse_comments,
     parse_project,
     parse_ts,
+    person_ref,
     project_id_from_url,
 )
 from poller.store import Store
@@ -140,7 +141,10 @@ async def fetch_item(
         record.meta["url"] = final
     cycle.keep_validators(url, res.validators)
     changes = det.observe(record)
-    comments = parse_comments(record, res.url) if rtype in COMMENTABLE else None
+    # a trashed item's GET embeds no comments: their absence says nothing about them
+    comments = (
+        parse_comments(record, res.url) if rtype in COMMENTABLE and not record.trashed else None
+    )
     comment_changes = det.observe_comments(record, comments) if comments is not None else []
     if not changes and not comment_changes:
         det.first_read(record)
@@ -426,6 +430,7 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
                 "url": uurl,
                 "app_url": attachable.get("app_url"),
                 "created_at": item.get("created_at"),
+                "creator": person_ref(item.get("creator")),
             },
         )
     for rec in uploads.values():

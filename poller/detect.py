@@ -485,9 +485,7 @@ class Detector:
             title = plain_text(act.target) if act is not None else ""
         url, app_url = self.links(key, project_id, item.meta if item else {}, act)
         actor = comment if on_comment else record
-        creator = (
-            act.creator if act is not None else self._creator(ex.kind, actor) if actor else None
-        )
+        creator = act.creator if act is not None else self._payload_creator(ex.kind, actor)
         details: dict[str, Any] = {"record": _payload(item)}
         if on_comment:
             cid = comment.id if comment is not None else (comment_anchor(act) if act else None)
@@ -531,9 +529,23 @@ class Detector:
         ).to_dict()
         return event
 
+    def _payload_creator(self, kind: str, actor: Record | None) -> dict[str, Any] | None:
+        """Who did it, where a payload says: the one observed, else what this cycle
+        learned of the record by the end (a listing without `creator`, then its single
+        GET with one)."""
+        if actor is None:
+            return None
+        current = self._current((actor.type, actor.id))
+        return self._creator(kind, actor) or (
+            self._creator(kind, current) if current is not None else None
+        )
+
     @staticmethod
     def _activity_summary(activity: Activity) -> str:
-        text = plain_text(activity.summary) or plain_text(f"{activity.action} {activity.target}")
+        text = plain_text(activity.summary)
+        target = plain_text(activity.target)
+        if not text or (target and target not in text):  # a summary about something else
+            text = plain_text(f"{activity.action} {activity.target}")
         who = (activity.creator or {}).get("name")
         return f"{who} {text}" if who else text
 

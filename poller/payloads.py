@@ -198,6 +198,17 @@ def _person(r: _Reader, key: str) -> dict[str, Any] | None:
     return {"id": pid, "name": p.text("name")}
 
 
+def person_ref(value: Any) -> dict[str, Any] | None:
+    """`{id, name}` of a person object found outside a parsed record (an attachment's
+    `creator`), or None when it is not one."""
+    if not isinstance(value, dict):
+        return None
+    pid, name = value.get("id"), value.get("name")
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        return None
+    return {"id": pid, "name": name if isinstance(name, str) else None}
+
+
 def _put(fields: dict[str, Any], r: _Reader, key: str, value: Any) -> None:
     """Record a field only when the payload had it: a missing field is unknown, not None."""
     if r.has(key):

@@ -59,12 +59,22 @@ class AppriseHandler:
     def __repr__(self) -> str:
         return f"AppriseHandler(name={self.name!r}, urls={len(self._apobj)})"
 
-    async def deliver(self, event: dict[str, Any]) -> None:
+    @staticmethod
+    def notification(event: dict[str, Any]) -> tuple[str, str]:
+        """(title, body) of the notification for `event`."""
         title = f"{fmt.project_name(event) or 'Basecamp'}: {fmt.clean(event.get('kind'))}"
         body = f"{fmt.who(event)} {fmt.what(event)}"
         link = (event.get("recording") or {}).get("app_url")
         if isinstance(link, str) and link.startswith(("http://", "https://")):
             body += f"\n{link}"
+        return title, body
+
+    def preview(self, event: dict[str, Any]) -> str:
+        title, body = self.notification(event)
+        return f"to {len(self._apobj)} Apprise URL(s) (not shown: credentials)\n{title}\n\n{body}"
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        title, body = self.notification(event)
         ok = await asyncio.to_thread(self._apobj.notify, body=body, title=title)
         if not ok:
             raise HandlerError(f"apprise could not notify every service of {event.get('id')}")

@@ -9,6 +9,11 @@ A handler type is a class with
   Return to mark it delivered; raise `HandlerError` (optionally with `retry_after`) to have
   the dispatcher retry it later, `PermanentHandlerError` to dead-letter it at once.
 * `async aclose(self) -> None`: release resources (files, connections).
+* optionally `preview(self, event) -> str`: what `deliver` would send (body, headers, the
+  mail...), without sending it and without credentials; `bcx-poller render` prints it.
+
+An event with `"test": true` is a test sent by `bcx-poller test-handler`: a handler that
+writes for people shows it (the built-ins put `[test]` before who did it).
 
 The dispatcher calls `deliver` for one handler's events in detection order; a handler
 never sees two of its own deliveries at once (that is what keeps them in order).

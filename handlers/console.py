@@ -67,6 +67,10 @@ class ConsoleHandler:
         except (OSError, ValueError):
             return False
 
+    def preview(self, event: dict[str, Any]) -> str:
+        """What `deliver` would write, without writing it."""
+        return "to standard output:\n" + format_line(event, color=False)
+
     async def deliver(self, event: dict[str, Any]) -> None:
         line = format_line(event, color=self._color())
         try:

@@ -215,6 +215,20 @@ class EmailHandler:
             msg.add_alternative(html, subtype="html")
         return msg
 
+    def preview(self, event: dict[str, Any]) -> str:
+        """The mail `deliver` would send for this event alone (a digest would list it with
+        the others), without sending it. Raises ValueError if a template fails."""
+        msg = self.compose([event])
+        o = self.options
+        lines = [f"via {o.host}:{o.effective_port} ({o.security})"]
+        lines += [f"{k}: {v}" for k, v in msg.items()]
+        plain = msg.get_body(("plain",))
+        html = msg.get_body(("html",))
+        lines += ["", str(plain.get_content()).rstrip() if plain is not None else ""]
+        if html is not None:
+            lines += ["", "--- text/html ---", str(html.get_content()).rstrip()]
+        return "\n".join(lines)
+
     # -- sending ----------------------------------------------------------------------------
 
     def _send_blocking(self, msg: EmailMessage) -> None:

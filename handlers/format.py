@@ -35,9 +35,19 @@ def _text(value: Any) -> str:
     return " ".join(_CONTROL.sub(" ", str(value)).split())
 
 
-def who(event: dict[str, Any]) -> str:
-    """The person who made the change, or "Someone"."""
+TEST_TAG = "[test]"
+
+
+def _name(event: dict[str, Any]) -> str:
     return _text(_mapping(event.get("creator")).get("name")) or "Someone"
+
+
+def who(event: dict[str, Any]) -> str:
+    """The person who made the change, or "Someone"; `[test] ` first when the event is a
+    test (`"test": true`, sent by `bcx-poller test-handler`), so every message built on it
+    shows it is one."""
+    name = _name(event)
+    return f"{TEST_TAG} {name}" if event.get("test") is True else name
 
 
 def project_name(event: dict[str, Any]) -> str:
@@ -70,7 +80,7 @@ def kind_phrase(kind: str) -> str:
 def what(event: dict[str, Any]) -> str:
     """The summary without the leading name of who did it: 'completed a to-do: Design it'."""
     summary = _text(event.get("summary"))
-    name = who(event)
+    name = _name(event)
     if summary.startswith(name + " "):
         return summary[len(name) + 1 :]
     if summary:

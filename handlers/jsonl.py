@@ -51,6 +51,10 @@ class JsonlHandler:
     def __repr__(self) -> str:
         return f"JsonlHandler(name={self.name!r}, path={str(self.options.path)!r})"
 
+    def preview(self, event: dict[str, Any]) -> str:
+        """What `deliver` would append, without writing it."""
+        return f"append to {self.options.path}:\n" + encode_line(event).decode().rstrip("\n")
+
     async def deliver(self, event: dict[str, Any]) -> None:
         line = encode_line(event)
         async with self._lock:

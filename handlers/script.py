@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 from typing import Any
@@ -126,6 +127,24 @@ class ScriptHandler:
         env["BCX_EVENT_KIND"] = str(event.get("kind", ""))
         env["BCX_HANDLER"] = self.name
         return env
+
+    def preview(self, event: dict[str, Any]) -> str:
+        """What `deliver` would run and feed it, without running it (values of `env` are
+        not shown: they may be credentials)."""
+        env = self._environment(event)
+        shown = [f"{k}={env[k]}" for k in ("BCX_EVENT_ID", "BCX_EVENT_KIND", "BCX_HANDLER")]
+        extra = sorted(k for k in env if not k.startswith("BCX_"))
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        return "\n".join(
+            [
+                "run (no shell): " + " ".join(shlex.quote(a) for a in self.options.command),
+                "environment: " + " ".join(shown),
+                "  also set: " + (", ".join(extra) or "nothing else"),
+                f"timeout: {self.options.timeout:g}s",
+                "stdin:",
+                payload,
+            ]
+        )
 
     async def deliver(self, event: dict[str, Any]) -> None:
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()

@@ -117,6 +117,12 @@ class SlackHandler:
         text = truncate_mrkdwn(text, self.options.max_length)
         return {"text": text, "unfurl_links": False, "unfurl_media": False}
 
+    def preview(self, event: dict[str, Any]) -> str:
+        """The JSON `deliver` would POST, without posting it (the webhook URL is a
+        credential: not shown). Raises ValueError if the template fails."""
+        payload = json.dumps(self.message(event), indent=2, ensure_ascii=False)
+        return f"POST <the Slack incoming webhook_url>\ncontent-type: application/json\n\n{payload}"
+
     def _scrub(self, text: str) -> str:
         """Remove any trace of the webhook URL (the credential) from a message."""
         path = urlsplit(self._url).path

@@ -112,10 +112,10 @@ class WebhookHandler:
     def __repr__(self) -> str:
         return f"WebhookHandler(name={self.name!r}, url={self._target!r})"
 
-    async def deliver(self, event: dict[str, Any]) -> None:
+    def request(self, event: dict[str, Any], timestamp: int) -> tuple[bytes, dict[str, str]]:
+        """The signed body and headers of the POST for `event`."""
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
         msg_id = str(event["id"])
-        timestamp = int(time.time())
         headers = {
             **self.options.headers,
             "content-type": "application/json",
@@ -123,6 +123,19 @@ class WebhookHandler:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._keys, msg_id, timestamp, body),
         }
+        return body, headers
+
+    def preview(self, event: dict[str, Any]) -> str:
+        """The request `deliver` would send, without sending it (values of the configured
+        `headers` are masked: they may be credentials)."""
+        body, headers = self.request(event, int(time.time()))
+        lines = [f"POST {self._target}"]
+        for name, value in headers.items():
+            lines.append(f"{name}: {'**********' if name in self.options.headers else value}")
+        return "\n".join([*lines, "", json.dumps(json.loads(body), indent=2, ensure_ascii=False)])
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        body, headers = self.request(event, int(time.time()))
         where = f"webhook {self.name}: POST {self._target}"
         try:
             reply = await _http.post(self._client, self.options.url, content=body, headers=headers)

@@ -402,25 +402,75 @@ def _requeue(settings: Settings, args: argparse.Namespace) -> tuple[int, str | N
         store.close()
 
 
-async def _test_handler(settings: Settings, name: str) -> int:
-    from poller.dispatch import build_targets
-    from poller.events import sample_event
-
-    chosen = tuple(h for h in settings.handlers if h.name == name)
+def _chosen_handler(settings: Settings, name: str) -> Any:
+    chosen = [h for h in settings.handlers if h.name == name]
     if not chosen:
         raise ConfigError(
             "handler",
             f"no handler named {name!r}; configured: "
-            + ", ".join(h.name for h in settings.handlers),
+            + (", ".join(h.name for h in settings.handlers) or "none"),
         )
+    return chosen[0]
+
+
+def _event_to_try(settings: Settings, event_id: str | None) -> dict[str, Any]:
+    """A stored event (`--event ID`) or the sample, marked as a test (`"test": true`)."""
+    from poller.events import sample_event
+
+    if event_id is None:
+        event = sample_event(settings.accounts[0].id if settings.accounts else 999999999)
+    else:
+        store = _store(settings)
+        try:
+            found = store.events_by_id([event_id])
+        finally:
+            store.close()
+        if not found:
+            raise ConfigError(
+                "--event", f"no event {event_id} in the outbox (see bcx-poller events)"
+            )
+        event = found[0]
+    return {**event, "test": True}
+
+
+def _filter_note(handler: Any, event: dict[str, Any]) -> str | None:
+    """Why the handler's filters would not deliver `event`, if they would not."""
+    from poller.routing import matches
+
+    if matches(handler, event):
+        return None
+    rules = [
+        f"{k}={list(v)}"
+        for k, v in (
+            ("kinds", handler.kinds),
+            ("projects", handler.projects),
+            ("accounts", handler.accounts),
+        )
+        if v
+    ]
+    if handler.exclude_private:
+        rules.append("exclude_private=true")
+    return (
+        f"note: handler {handler.name}'s filters ({', '.join(rules)}) would not route this"
+        f" {event.get('kind')} event to it; it is sent here anyway, because you asked"
+    )
+
+
+async def _test_handler(settings: Settings, name: str, event_id: str | None = None) -> int:
+    from poller.dispatch import build_targets
+
+    handler = _chosen_handler(settings, name)
+    event = _event_to_try(settings, event_id)
+    note = _filter_note(handler, event)
+    if note:
+        print(note, file=sys.stderr)
+    what = "the sample event" if event_id is None else f"event {event_id}"
     with tempfile.TemporaryDirectory(prefix="bcx-test-handler-") as scratch:
         # A scratch state dir: a digest handler must not spool the sample into the real
         # digest; it is flushed at once instead, so the test shows a real send.
-        target = build_targets(chosen, Path(scratch))[name]
+        target = build_targets((handler,), Path(scratch))[name]
         try:
-            await target.handler.deliver(
-                sample_event(settings.accounts[0].id if settings.accounts else 999999999)
-            )
+            await target.handler.deliver(event)
             flush = getattr(target.handler, "flush", None)
             if flush is not None:
                 await flush(force=True)
@@ -429,8 +479,49 @@ async def _test_handler(settings: Settings, name: str) -> int:
             return 1
         finally:
             await target.handler.aclose()
-    print(f"handler {name}: delivered the sample event")
+    print(f'handler {name}: delivered {what}, marked as a test ("test": true)')
     return 0
+
+
+async def _render(settings: Settings, name: str, event_id: str | None) -> int:
+    from poller.dispatch import build_targets
+
+    handler = _chosen_handler(settings, name)
+    event = _event_to_try(settings, event_id) if event_id is None else _stored(settings, event_id)
+    note = _filter_note(handler, event)
+    with tempfile.TemporaryDirectory(prefix="bcx-render-") as scratch:
+        target = build_targets((handler,), Path(scratch))[name]
+        try:
+            preview = getattr(target.handler, "preview", None)
+            if preview is None:
+                print(f"handler {name} (type {handler.type}) cannot show what it would send")
+                return 1
+            try:
+                text = str(preview(event))
+            except ValueError as exc:  # a template that fails
+                print(f"handler {name}: cannot render: {_masked(str(exc), settings)}")
+                return 1
+        finally:
+            await target.handler.aclose()
+    print(
+        f"# handler {name} ({handler.type}), event {event.get('id')} ({event.get('kind')});"
+        " nothing was sent"
+    )
+    if note:
+        print("# " + note.replace("; it is sent here anyway, because you asked", ""))
+    print(_masked(text, settings))
+    return 0
+
+
+def _stored(settings: Settings, event_id: str) -> dict[str, Any]:
+    """A stored event as the handler would get it (not marked as a test)."""
+    event = _event_to_try(settings, event_id)
+    event.pop("test", None)
+    return event
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    return asyncio.run(_render(_settings(args), args.name, args.event))
 
 
 def _masker(settings: Settings) -> Any:
@@ -457,7 +548,7 @@ def _masked(text: str | None, settings: Settings) -> str | None:
 
 
 def cmd_test_handler(args: argparse.Namespace) -> int:
-    return asyncio.run(_test_handler(_settings(args), args.name))
+    return asyncio.run(_test_handler(_settings(args), args.name, args.event))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -501,8 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--event", help="an event id")
     g.add_argument("--dead", action="store_true", help="every dead letter")
     p.add_argument("--handler", help="only this handler")
-    p = add("test-handler", "send a sample event through one handler", cmd_test_handler)
-    p.add_argument("name")
+    p = add(
+        "test-handler",
+        "send a sample (or a stored) event through one handler, marked as a test",
+        cmd_test_handler,
+    )
+    p.add_argument("name", help="the handler's name")
+    p.add_argument("--event", metavar="ID", help="send this stored event instead of the sample")
+    p = add("render", "print what a handler would send for an event, send nothing", cmd_render)
+    p.add_argument("name", help="the handler's name")
+    p.add_argument("--event", metavar="ID", help="a stored event (default: the sample)")
     p = add(
         "simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False
     )

@@ -495,6 +495,17 @@ class Store:
                 out.add(value)
         return out
 
+    def events_by_id(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The stored envelopes of these event ids (those that exist), in outbox order."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = self._query(
+            f"SELECT payload FROM outbox WHERE id IN ({','.join('?' * len(wanted))}) ORDER BY seq",
+            wanted,
+        )
+        return [json.loads(r["payload"]) for r in rows]
+
     def event_deliveries(self, event_id: str) -> list[tuple[str, str]] | None:
         """(handler, status) of each delivery of the event, or None if it is not in the
         outbox."""

@@ -245,12 +245,16 @@ def test_test_handler_sends_a_sample_event_and_reports_the_result(sim: Harness) 
         assert failed.stdout.startswith("handler hook: FAILED: HandlerError: ")
         assert "HTTP 503" in failed.stdout
         sent = ok(run_cli("test-handler", "-c", str(config), "hook"))
-        assert sent.stdout.strip() == "handler hook: delivered the sample event"
+        assert sent.stdout.strip() == (
+            'handler hook: delivered the sample event, marked as a test ("test": true)'
+        )
         event = Webhook(WEBHOOK_SECRET).verify(peer.hits[-1].body, peer.hits[-1].headers)
         assert event["kind"] == "todo_completed" and event["account_id"] == sim.account.account_id
         # a digest handler sends the sample at once, and keeps it out of the real digest
         digest = ok(run_cli("test-handler", "-c", str(config), "digest"))
-        assert digest.stdout.strip() == "handler digest: delivered the sample event"
+        assert digest.stdout.strip() == (
+            'handler digest: delivered the sample event, marked as a test ("test": true)'
+        )
         [message] = smtp.box.messages
         assert "Design it" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert list(sim.tmp.glob("digest-*")) == []

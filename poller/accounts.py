@@ -49,15 +49,18 @@ class AccountFailure:
         return f"{self.code}: {self.hint}"
 
 
-def account_failure(exc: BaseException) -> AccountFailure | None:
+def account_failure(exc: BaseException, *, oauth: bool = False) -> AccountFailure | None:
     """The lasting reason behind a failed cycle, or None for a failure worth retrying at
-    the next interval (5xx, timeouts, a malformed page...)."""
+    the next interval (5xx, timeouts, a malformed page...). `oauth`: the account signs in
+    through Launchpad (the hint then points at its tokens, not at a password)."""
     if isinstance(exc, AuthError):
         if exc.status == 403:
             return AccountFailure("forbidden", "this login may not read the account")
-        if exc.status == 401:
+        if exc.status == 401 and not oauth:
             return AccountFailure("unauthorized", "check the password or token")
-        return AccountFailure("unauthorized", "check the OAuth client and tokens (authorize)")
+        return AccountFailure(
+            "unauthorized", "check the OAuth client and tokens (bcx-poller authorize)"
+        )
     if isinstance(exc, NotFound) and urlsplit(exc.url).path.endswith(_ACCOUNT_PATHS):
         return AccountFailure("not_found", "check the account id and base_url")
     return None
@@ -134,7 +137,7 @@ async def run_cycle(
         runner.failure = None
         runner.last_error = f"cycle exceeded its {settings.cycle_timeout:g}s deadline"
     except PollerError as exc:
-        runner.failure = account_failure(exc)
+        runner.failure = account_failure(exc, oauth=runner.account.oauth is not None)
         runner.last_error = f"{type(exc).__name__}: {exc}"
         if runner.failure is not None:
             runner.last_error = f"{runner.failure} ({runner.last_error})"

@@ -142,7 +142,9 @@ async def test_refused_refresh_fails_the_cycle_without_leaking(sim: Harness) -> 
     config = oauth_config(sim, refresh_token="not-a-valid-refresh-token")
     assert await cycle(sim, config) is None
     error = sim.store.account(sim.account.account_id).last_error or ""
-    assert error.startswith("AuthError")
+    assert (
+        error.startswith("unauthorized: check the OAuth client and tokens") and "AuthError" in error
+    )
     assert "not-a-valid-refresh-token" not in error
     assert sim.app.launchpad.client_secret not in error
 

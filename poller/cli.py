@@ -560,16 +560,106 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
+# The commands as `bcx-poller --help` lists them: in the order one meets them.
+GROUPS: list[tuple[str, list[str]]] = [
+    ("set up", ["init", "check", "authorize"]),
+    ("run", ["run", "once", "demo"]),
+    ("inspect", ["status", "events"]),
+    ("deliveries", ["deliveries", "redeliver", "backfill"]),
+    ("tools", ["test-handler", "render", "simulate"]),
+]
+
+C = "-c /etc/bcx-poller/config.toml"
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "init": [
+        (f"bcx-poller init {C}", "a commented starting point"),
+        (f"bcx-poller init {C} --oauth --force", "replace it with an OAuth one"),
+    ],
+    "check": [
+        (f"bcx-poller check {C}", "every error at once, then warnings"),
+        (f"bcx-poller check --online {C}", "also log in to each account"),
+    ],
+    "authorize": [(f"bcx-poller authorize {C}", "open the URL it prints, paste the code")],
+    "run": [
+        (f"bcx-poller run {C}", "the daemon; Ctrl-C once stops gracefully, twice at once"),
+        ("systemctl reload bcx-poller", "SIGHUP: re-read the configuration"),
+    ],
+    "once": [
+        (f"bcx-poller once {C}", "one cycle per account (the first one: a silent baseline)"),
+        (f"bcx-poller once {C} --deliver-timeout 0", "poll only; the daemon delivers later"),
+    ],
+    "demo": [("bcx-poller demo --duration 60", "a minute of events from the simulator")],
+    "status": [
+        (f"bcx-poller status {C}", "accounts (ok / failing, and why) and handler queues"),
+        (f"bcx-poller status --json {C} | jq '.accounts[].state'", "for scripts"),
+    ],
+    "events": [
+        (f"bcx-poller events --since 2d --kind 'todo_*' {C}", "recent to-do events"),
+        (f"bcx-poller events --json --limit 10 {C}", "the last ten envelopes"),
+    ],
+    "deliveries": [
+        (f"bcx-poller deliveries --dead {C}", "dead letters, with their last error"),
+    ],
+    "redeliver": [
+        (f"bcx-poller redeliver --dead {C}", "retry every dead letter (daemon stopped)"),
+        (f"bcx-poller redeliver --event bcx_5d0c... --handler team {C}", "one event, one handler"),
+    ],
+    "backfill": [
+        (f"bcx-poller backfill --since 2d --dry-run {C}", "count what would be replayed"),
+        (f"bcx-poller backfill --since 2024-05-01T00:00:00Z {C}", "replay it to the handlers"),
+    ],
+    "test-handler": [
+        (f"bcx-poller test-handler team {C}", "send the sample event, marked as a test"),
+        (f"bcx-poller test-handler team --event bcx_5d0c... {C}", "send a stored event"),
+    ],
+    "render": [
+        (f"bcx-poller render team {C}", "what the sample would look like"),
+        (f"bcx-poller render mail --event bcx_5d0c... {C}", "the mail a stored event makes"),
+    ],
+    "simulate": [("bcx-poller simulate --port 8950", "demo@example.com / demo, on loopback")],
+}
+
+
+def _examples(name: str) -> str | None:
+    lines = EXAMPLES.get(name)
+    if not lines:
+        return None
+    width = max(len(cmd) for cmd, _ in lines)
+    if width > 60:
+        return "examples:\n" + "\n".join(f"  {cmd}\n      {what}" for cmd, what in lines)
+    return "examples:\n" + "\n".join(f"  {cmd.ljust(width)}   # {what}" for cmd, what in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bcx-poller", description="Basecamp 2 change events")
+    parser = argparse.ArgumentParser(
+        prog="bcx-poller",
+        description="Webhook-style change events for Basecamp 2, delivered to your handlers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS
+    )
+    helps: dict[str, str] = {}
 
     def add(name: str, help_: str, func: Any, config: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
+        helps[name] = help_
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_[:1].upper() + help_[1:] + ".",
+            epilog=_examples(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if config:
-            p.add_argument("--config", "-c", help="configuration file (or $BCX_POLLER_CONFIG)")
-            p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+            p.add_argument(
+                "--config", "-c", metavar="PATH", help="configuration file (or $BCX_POLLER_CONFIG)"
+            )
+            p.add_argument(
+                "--log-level",
+                choices=["debug", "info", "warning", "error"],
+                help="log this and above (default: logging.level, info)",
+            )
         p.set_defaults(func=func)
         return p
 
@@ -578,20 +668,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--deliver-timeout",
         type=float,
         default=60.0,
+        metavar="S",
         help="seconds to wait for deliveries and retries falling due (default 60)",
     )
-    p = add("check", "validate the configuration", cmd_check)
+    p = add("check", "validate the configuration: every error, then warnings", cmd_check)
     p.add_argument("--online", action="store_true", help="also call /people/me.json per account")
-    p = add("status", "accounts' last cycles and handlers' queues", cmd_status)
-    p.add_argument("--json", action="store_true")
+    p = add("status", "accounts' state and last cycles, handlers' queues", cmd_status)
+    p.add_argument("--json", action="store_true", help="JSON (times in ISO 8601) instead of tables")
     p = add("deliveries", "list pending and dead deliveries", cmd_deliveries)
     p.add_argument("--dead", action="store_true", help="dead letters only")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON (times in ISO 8601) instead of lines")
     p = add("redeliver", "requeue deliveries (same event id)", cmd_redeliver)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--event", help="an event id")
+    g.add_argument("--event", metavar="ID", help="an event id (every handler it went to)")
     g.add_argument("--dead", action="store_true", help="every dead letter")
-    p.add_argument("--handler", help="only this handler")
+    p.add_argument("--handler", metavar="NAME", help="only this handler")
     p = add(
         "test-handler",
         "send a sample (or a stored) event through one handler, marked as a test",
@@ -605,10 +696,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False
     )
-    p.add_argument("--port", type=int, default=8950)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8950, help="port to listen on (default 8950)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     for extra in _extra_commands():
         extra(sub, add)
+    listed = [name for _group, names in GROUPS for name in names]
+    rest = [name for name in helps if name not in listed]  # a plugin's, at the end
+    width = max(len(n) for n in helps)
+    lines = ["commands:"]
+    for group, names in [*GROUPS, *([("other", rest)] if rest else [])]:
+        lines.append(f"  {group}:")
+        lines += [f"    {n.ljust(width)}  {helps[n]}" for n in names if n in helps]
+    lines.append("")
+    lines.append("`bcx-poller COMMAND --help` explains a command, with examples.")
+    parser.epilog = "\n".join(lines)
+    parser.usage = "bcx-poller [--version] COMMAND [options]"
     return parser
 
 

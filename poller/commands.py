@@ -587,14 +587,27 @@ def register(sub: Any, add: Add) -> None:
     p = add("init", "write a commented configuration file (mode 0600)", cmd_init)
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.add_argument("--oauth", action="store_true", help="an OAuth account instead of a password")
-    p.add_argument("--account-id", type=int, default=9999999)
-    p.add_argument("--user-agent", default="My Basecamp notifier (me@example.com)")
-    p.add_argument("--username", default="me@example.com")
+    p.add_argument(
+        "--account-id", type=int, default=9999999, metavar="ID", help="the Basecamp account id"
+    )
+    p.add_argument(
+        "--user-agent",
+        default="My Basecamp notifier (me@example.com)",
+        help="your app's name and a contact e-mail or URL",
+    )
+    p.add_argument("--username", default="me@example.com", help="the Basecamp login (e-mail)")
     p.add_argument(
         "--password-env", default="BCX_BASECAMP_PASSWORD", help="variable holding the password"
     )
-    p.add_argument("--client-id", default="your-launchpad-client-id")
-    p.add_argument("--state-path", default="/var/lib/bcx-poller/state.db")
+    p.add_argument(
+        "--client-id", default="your-launchpad-client-id", help="the Launchpad app's client id"
+    )
+    p.add_argument(
+        "--state-path",
+        default="/var/lib/bcx-poller/state.db",
+        metavar="PATH",
+        help="where the state database goes (default /var/lib/bcx-poller/state.db)",
+    )
     p.add_argument("--base-url", help="API root (a proxy or the simulator)")
 
     p = add("events", "list recent events from the outbox", cmd_events)
@@ -604,7 +617,7 @@ def register(sub: Any, add: Add) -> None:
     )
     p.add_argument("--account", type=int, help="only this account id")
     p.add_argument("--limit", type=int, default=1000, help="at most this many, the most recent")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the event envelopes as a JSON list")
 
     p = add("backfill", "replay the activity feed since a timestamp to the handlers", cmd_backfill)
     p.add_argument("--since", required=True, help="ISO 8601 timestamp, or 2d, 12h, ...")

@@ -151,4 +151,8 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("demo", "see events flow: simulator + daemon + console handler", cmd_demo, config=False)
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log this and above (default warning)",
+    )

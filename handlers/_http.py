@@ -110,3 +110,34 @@ def describe_transport_error(exc: httpx.HTTPError) -> str:
     kind = kinds.get(type(exc), type(exc).__name__)
     detail = str(exc).strip()
     return f"{kind}: {detail}" if detail and "://" not in detail else kind
+
+
+async def probe_url(url: str, seconds: float) -> str:
+    """Connect to the URL's host (and complete the TLS handshake for https), send nothing,
+    close. Returns what was reached; raises HandlerError saying why it could not be."""
+    import asyncio
+    import contextlib
+    import ssl
+
+    from poller.errors import HandlerError
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    shown = f"{host}:{port}" + (" (TLS)" if secure else "")
+    try:
+        async with asyncio.timeout(seconds):
+            _reader, writer = await asyncio.open_connection(
+                host, port, ssl=ssl.create_default_context() if secure else None
+            )
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+    except TimeoutError:
+        raise HandlerError(f"{shown}: no answer within {seconds:g}s") from None
+    except ssl.SSLError as exc:
+        raise HandlerError(f"{shown}: TLS handshake failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise HandlerError(f"{shown}: cannot connect: {exc.strerror or exc}") from None
+    return f"connected to {shown}, sent nothing"

@@ -67,6 +67,9 @@ class ConsoleHandler:
         except (OSError, ValueError):
             return False
 
+    async def probe(self) -> str:
+        return "standard output" + (" (a terminal)" if self._color() else "")
+
     def preview(self, event: dict[str, Any]) -> str:
         """What `deliver` would write, without writing it."""
         return "to standard output:\n" + format_line(event, color=False)

@@ -250,6 +250,40 @@ class EmailHandler:
         if refused:
             log.warning("email %s: some recipients were refused: %s", self.name, ", ".join(refused))
 
+    def _probe_blocking(self) -> str:
+        o = self.options
+        tls = ssl.create_default_context(cafile=str(o.ca_file) if o.ca_file else None)
+        smtp: smtplib.SMTP
+        if o.security == "tls":
+            smtp = smtplib.SMTP_SSL(o.host, o.effective_port, timeout=o.timeout, context=tls)
+        else:
+            smtp = smtplib.SMTP(o.host, o.effective_port, timeout=o.timeout)
+        done = ["connected"]
+        with smtp:
+            smtp.ehlo()
+            if o.security == "starttls":
+                smtp.starttls(context=tls)
+                smtp.ehlo()
+                done.append("STARTTLS")
+            elif o.security == "tls":
+                done.append("TLS")
+            if o.username is not None and o.password is not None:
+                smtp.login(o.username, o.password.get_secret_value())
+                done.append(f"logged in as {o.username}")
+        return f"{', '.join(done)} at {o.host}:{o.effective_port}; sent nothing"
+
+    async def probe(self) -> str:
+        """Connect, EHLO, STARTTLS and log in as configured; send no mail."""
+        o = self.options
+        try:
+            return await asyncio.to_thread(self._probe_blocking)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise HandlerError(
+                self._scrub(f"{o.host}: authentication failed: {exc.smtp_code}")
+            ) from None
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise HandlerError(self._scrub(f"{o.host}:{o.effective_port}: {exc}")) from None
+
     def _scrub(self, text: str) -> str:
         if self.options.password is not None:
             secret = self.options.password.get_secret_value()

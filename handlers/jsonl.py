@@ -51,6 +51,21 @@ class JsonlHandler:
     def __repr__(self) -> str:
         return f"JsonlHandler(name={self.name!r}, path={str(self.options.path)!r})"
 
+    async def probe(self) -> str:
+        """The file can be appended to (or created); nothing is written."""
+        return self._probe()
+
+    def _probe(self) -> str:
+        path = self.options.path
+        if path.exists():
+            if not os.access(path, os.W_OK):
+                raise HandlerError(f"{path}: not writable by this user")
+            return f"{path} is writable; nothing written"
+        parent = path.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise HandlerError(f"{path}: cannot be created ({parent} is not a writable directory)")
+        return f"{path} can be created; nothing written"
+
     def preview(self, event: dict[str, Any]) -> str:
         """What `deliver` would append, without writing it."""
         return f"append to {self.options.path}:\n" + encode_line(event).decode().rstrip("\n")

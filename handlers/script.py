@@ -128,6 +128,19 @@ class ScriptHandler:
         env["BCX_HANDLER"] = self.name
         return env
 
+    async def probe(self) -> str:
+        """The program exists and may be executed; nothing is run."""
+        return self._probe()
+
+    def _probe(self) -> str:
+        program = self.options.command[0]
+        path = program if os.sep in program else shutil.which(program)
+        if path is None or not os.path.isfile(path):
+            raise HandlerError(f"{program}: not found")
+        if not os.access(path, os.X_OK):
+            raise HandlerError(f"{path}: not executable by this user")
+        return f"{path} exists and is executable; not run"
+
     def preview(self, event: dict[str, Any]) -> str:
         """What `deliver` would run and feed it, without running it (values of `env` are
         not shown: they may be credentials)."""

@@ -117,6 +117,13 @@ class SlackHandler:
         text = truncate_mrkdwn(text, self.options.max_length)
         return {"text": text, "unfurl_links": False, "unfurl_media": False}
 
+    async def probe(self) -> str:
+        """Connect (and shake hands) with Slack, sending nothing."""
+        try:
+            return await _http.probe_url(self._url, self.options.timeout)
+        except HandlerError as exc:
+            raise HandlerError(self._scrub(str(exc))) from None
+
     def preview(self, event: dict[str, Any]) -> str:
         """The JSON `deliver` would POST, without posting it (the webhook URL is a
         credential: not shown). Raises ValueError if the template fails."""

@@ -125,6 +125,10 @@ class WebhookHandler:
         }
         return body, headers
 
+    async def probe(self) -> str:
+        """Connect (and shake hands) with the target, sending nothing."""
+        return await _http.probe_url(self.options.url, self.options.timeout)
+
     def preview(self, event: dict[str, Any]) -> str:
         """The request `deliver` would send, without sending it (values of the configured
         `headers` are masked: they may be credentials)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -184,6 +185,32 @@ async def _check_online(settings: Settings) -> int:
             print(f"account {account.label}: FAILED: {type(exc).__name__}: {exc}")
         finally:
             await runner.aclose()
+    return max(status, await _probe_handlers(settings))
+
+
+async def _probe_handlers(settings: Settings) -> int:
+    """Each handler reached without sending an event (connect / TLS handshake / SMTP
+    login, a script that exists and may run, a jsonl file that can be written)."""
+    from poller.dispatch import build_targets
+
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="bcx-check-") as scratch:
+        targets = build_targets(settings.handlers, Path(scratch))
+        try:
+            for name, target in targets.items():
+                probe = getattr(target.handler, "probe", None)
+                if probe is None:
+                    print(f"handler {name}: not checked (type {target.settings.type} has no probe)")
+                    continue
+                try:
+                    print(f"handler {name}: OK: {await probe()}")
+                except Exception as exc:  # whatever the handler raised
+                    status = 1
+                    print(f"handler {name}: FAILED: {_masked(str(exc), settings)}")
+        finally:
+            for target in targets.values():
+                with contextlib.suppress(Exception):
+                    await target.handler.aclose()
     return status
 
 
@@ -672,7 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for deliveries and retries falling due (default 60)",
     )
     p = add("check", "validate the configuration: every error, then warnings", cmd_check)
-    p.add_argument("--online", action="store_true", help="also call /people/me.json per account")
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="also log in to each account (/people/me.json) and reach each handler's target"
+        " without sending an event",
+    )
     p = add("status", "accounts' state and last cycles, handlers' queues", cmd_status)
     p.add_argument("--json", action="store_true", help="JSON (times in ISO 8601) instead of tables")
     p = add("deliveries", "list pending and dead deliveries", cmd_deliveries)

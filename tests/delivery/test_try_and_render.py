@@ -91,3 +91,57 @@ def test_test_handler_sends_a_stored_event_and_render_shows_it_without_sending(
     finally:
         hook.stop()
         slack.stop()
+
+
+def test_check_online_reaches_each_handler_without_sending_an_event(sim: Harness) -> None:
+    from tests.delivery._support import SMTP_PASSWORD, SmtpPeer, free_port
+
+    hook, smtp = HttpPeer().start(), SmtpPeer().start()
+    try:
+        handlers = [
+            {
+                "name": "hook",
+                "type": "webhook",
+                "url": hook.url + "/in",
+                "secrets": [WEBHOOK_SECRET],
+            },
+            {
+                "name": "down",
+                "type": "webhook",
+                "url": f"http://127.0.0.1:{free_port()}/in",
+                "secrets": [WEBHOOK_SECRET],
+            },
+            {
+                "name": "mail",
+                "type": "email",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "security": "none",
+                "username": "bcx",
+                "password": SMTP_PASSWORD,
+                "from_addr": "bcx@example.com",
+                "to": ["ops@example.com"],
+            },
+            {"name": "file", "type": "jsonl", "path": str(sim.tmp / "events.jsonl")},
+            {"name": "run", "type": "script", "command": [str(sim.tmp / "hook.sh")]},
+        ]
+        (sim.tmp / "hook.sh").write_text('#!/bin/sh\ntouch "$(dirname "$0")/ran"\n')
+        (sim.tmp / "hook.sh").chmod(0o755)
+        config = sim.write_config(handlers_toml(handlers))
+        config.chmod(0o600)
+        done = run_cli("check", "--online", "-c", str(config))
+        out = done.stdout
+        assert done.returncode == 1, out + done.stderr
+        assert "OK, authenticated as" in out  # the account
+        assert "handler hook: OK: connected to 127.0.0.1" in out
+        assert "handler down: FAILED: 127.0.0.1" in out and "cannot connect" in out
+        assert "handler mail: OK: connected, logged in as bcx at 127.0.0.1" in out
+        assert "handler file: OK:" in out and "can be created" in out
+        assert "handler run: OK:" in out and "is executable; not run" in out
+        assert not (sim.tmp / "ran").exists()
+        assert hook.hits == [] and smtp.box.messages == []  # nothing sent
+        assert not (sim.tmp / "events.jsonl").exists()
+        assert SMTP_PASSWORD not in out + done.stderr
+    finally:
+        hook.stop()
+        smtp.stop()

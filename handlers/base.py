@@ -11,6 +11,9 @@ A handler type is a class with
 * `async aclose(self) -> None`: release resources (files, connections).
 * optionally `preview(self, event) -> str`: what `deliver` would send (body, headers, the
   mail...), without sending it and without credentials; `bcx-poller render` prints it.
+* optionally `async probe(self) -> str`: reach the target without sending an event
+  (connect, handshake, log in) and say what was reached, or raise `HandlerError`;
+  `bcx-poller check --online` calls it.
 
 An event with `"test": true` is a test sent by `bcx-poller test-handler`: a handler that
 writes for people shows it (the built-ins put `[test]` before who did it).

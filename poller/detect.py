@@ -416,7 +416,10 @@ class Detector:
             states[key] = ItemState(
                 known=old is not None,
                 updated_before=old.updated_at if old is not None else None,
-                fields=now.data.get("fields") if now is not None else None,
+                # a gone item's last fields say nothing of its flags now
+                fields=now.data.get("fields")
+                if now is not None and now.state == "active"
+                else None,
                 updated_at=now.updated_at if now is not None else None,
             )
         read = [a for a in self.activities if a.id not in self.unread]

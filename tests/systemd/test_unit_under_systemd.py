@@ -51,7 +51,7 @@ USERNAME = "ops@example.com"
 PASSWORD = "pw-systemd-Zq9x"
 SHUTDOWN_TIMEOUT = 3  # --shutdown-timeout in the drop-in
 TIMEOUT_STOP = 10  # TimeoutStopSec= in the drop-in
-WATCHDOG = 3  # WatchdogSec= in the drop-in
+WATCHDOG = 5  # WatchdogSec= in the drop-in (pings every 2.5 s: no false alarm under load)
 STATE = "/var/lib/bcx-poller"  # as the unit sees it
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"

@@ -248,7 +248,10 @@ def _finish(
     parent: tuple[str, int] | None = None,
 ) -> Record:
     _put(fields, r, "private", bool(r.flag("private")))
-    _put(fields, r, "trashed", bool(r.flag("trashed")))
+    # Basecamp marks a trashed record `trashed: true` wherever it shows one; a record
+    # without the key (active index items such as /people.json, older single GETs) is not
+    # trashed. Recording that lets a later `trashed: true` count as a change.
+    fields["trashed"] = bool(r.flag("trashed"))
     return Record(
         type=rtype,
         id=rid,

@@ -296,16 +296,14 @@ class Detector:
 
         Index listings lack some fields (a document's or message's `content`), so the
         stored version may not know them. When such a record's `updated_at` moved on,
-        every field it knew is unchanged and this cycle's feed says it was edited, the
-        change is in a field seen now for the first time: `<t>_changed` with
-        `[null, new]`. Without that word the move may be a comment added and trashed
-        again: the text read now is only a baseline.
+        every field it knew is unchanged and the feed says it was edited, the change is
+        in a field seen now for the first time: `<t>_changed` with `[null, new]`.
+        Without that word the move may be a comment added and trashed again, so the
+        change is kept as unexplained (in the record's `meta`) until an "edited" activity
+        from before it arrives (a re-list can read an edit before the feed shows it) —
+        and never reported otherwise.
         """
         key = (record.type, record.id)
-        if not any(
-            activity_key(a) == key and action_hint(a.action) == "changed" for a in self.activities
-        ):
-            return []
         previous = self.before(record.type, record.id)
         if previous is None or previous.state != "active" or record.trashed:
             return []
@@ -319,7 +317,40 @@ class Detector:
         if not learned or before is None or after is None or after <= before:
             return []
         change = Change(f"{kind_prefix(record.type)}_changed", learned)
+        if not any(
+            activity_key(a) == key and action_hint(a.action) == "changed" for a in self.activities
+        ):
+            stored = self.records.get(key)
+            if stored is not None:
+                meta = stored.data.setdefault("meta", {})
+                meta["unexplained"] = {"at": record.updated_at, "changes": learned}
+                self._keep(stored)
+            return []
         return [self._note(change, record)]
+
+    def _claim_unexplained(self, states: dict[Key, ItemState]) -> None:
+        """An "edited" activity from before a change a re-list read unexplained (see
+        `first_read`) explains it now."""
+        for act in self.activities:
+            key = activity_key(act)
+            old = self.original.get(key)
+            pending = (old.data.get("meta") or {}).get("unexplained") if old else None
+            if not pending or action_hint(act.action) != "changed" or key not in states:
+                continue
+            at = parse_ts(pending.get("at"))
+            when = parse_ts(act.created_at)
+            if at is None or when is None or when > at:
+                continue
+            current = self.records.get(key)
+            if current is None or current.state != "active":
+                continue
+            record = _record_of(current)
+            record.updated_at = pending["at"]
+            self._note(Change(f"{kind_prefix(key[0])}_changed", pending["changes"]), record)
+            current.data.get("meta", {}).pop("unexplained", None)
+            self._keep(current)
+            state = states[key]
+            states[key] = ItemState(False, None, state.fields, state.updated_at)
 
     def gone(self, rtype: str, rid: int) -> list[Observed]:
         """A verified disappearance (complete listing lacks it and the item answers 404)."""
@@ -422,6 +453,7 @@ class Detector:
                 else None,
                 updated_at=now.updated_at if now is not None else None,
             )
+        self._claim_unexplained(states)
         read = [a for a in self.activities if a.id not in self.unread]
         explained = match(read, self.observed, states) + [
             self._only(a) for a in self.activities if a.id in self.unread

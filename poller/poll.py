@@ -1,30 +1,48 @@
 """One polling cycle of one account, top-down. No I/O of its own.
 
     feed      what happened since the cursor (every page, overlap, de-duplicated)
-    targeted  refetch what the new activity points at (conditional GETs)
-    reconcile full conditional re-list when due (projects -> changed sections only);
-              every `full_recheck_interval` an unconditional one (no validators, all sections)
+    targeted  refetch what the new activity points at (conditional GETs), and re-list
+              the sections a 404 or a project's own activity points at
     commit    records + validators + cursor + events + delivery rows, one transaction
+    re-list   when due (always on the first sync): /projects.json and /people.json, then
+              each project (its changed sections only; every `full_recheck_interval` all
+              of them, without validators), each committed on its own; the account's
+              markers ("first sync done", "last re-list at") when every project is done
 
-Any error before the commit leaves the account's state exactly as it was; the next cycle
-starts again from the same cursor.
+The feed-driven part is atomic with its cursor: any error before its commit leaves the
+account as it was. A re-list is atomic per project: interrupted (an error, a deadline, a
+kill), the next cycle resumes with the projects not done yet, and a project committed
+twice (killed between its commit and the next) re-emits nothing: event ids are
+deterministic and its records are stored. During a first sync the feed is not read again:
+the cursor stays the one taken before the sync began, so nothing said during it is missed.
+What a project needs is loaded for it and released after it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from poller.client import BasecampClient
-from poller.collections import TYPE_WATCH, Cycle, apply_activities, reconcile
+from poller.collections import (
+    TYPE_WATCH,
+    Cycle,
+    apply_activities,
+    reconcile,
+    sync_people,
+    sync_project,
+    sync_projects,
+)
 from poller.config import PollerSettings
 from poller.detect import Detector
 from poller.feed import newest, poll_feed, unseen
 from poller.match import activity_key
-from poller.payloads import kind_prefix, parse_ts
-from poller.store import Router, Store
+from poller.payloads import Activity, kind_prefix, parse_ts
+from poller.store import AccountState, Relist, Router, Store
 
 log = structlog.get_logger(__name__)
 
@@ -63,33 +81,105 @@ async def poll_account(
     *,
     now: float | None = None,
 ) -> CycleReport:
-    """Run one cycle for the client's account and commit it. Raises on any failure."""
+    """Run one cycle for the client's account and commit it. Raises on any failure
+    (what was committed before it stays: the feed part, and each re-listed project)."""
     started = time.monotonic()
     requests_before = client.stats.requests
     account_id = client.account.id
     wall = time.time() if now is None else now
     state = store.account(account_id)
     baseline = not state.baseline_done
-    detector = Detector(
-        store,
-        account_id,
-        emit=not baseline or settings.first_sync == "emit",
-        api_root=client.account.api_root,
-    )
-    cycle = Cycle(
-        client=client,
-        store=store,
-        detector=detector,
-        watch=frozenset(settings.watch),
-        api_root=client.account.api_root,
-        max_pages=settings.max_pages,
-        baseline=baseline,
-    )
+    relist = state.relist()
     bound = log.bind(account=account_id)
+    totals = {"events": 0, "added": 0}
 
-    # 1. the activity feed
+    def new_cycle() -> Cycle:
+        detector = Detector(
+            store,
+            account_id,
+            emit=not baseline or settings.first_sync == "emit",
+            api_root=client.account.api_root,
+        )
+        return Cycle(
+            client=client,
+            store=store,
+            detector=detector,
+            watch=frozenset(settings.watch),
+            api_root=client.account.api_root,
+            max_pages=settings.max_pages,
+            baseline=baseline,
+        )
+
+    def commit(cycle: Cycle, write_extra: dict[str, Any]) -> None:
+        write = cycle.detector.to_write()
+        write.events = [e for e in write.events if _event_watched(e["kind"], cycle.watch)]
+        write.validators = cycle.validators
+        write.drop_validators = cycle.drop_validators
+        for key, value in write_extra.items():
+            setattr(write, key, value)
+        totals["events"] += len(write.events)
+        totals["added"] += len(store.commit_cycle(write, route))
+
+    # 1. the feed and what it points at: one transaction with its cursor. A first sync
+    #    under way reads no feed: its cursor is the one taken before it began.
+    new: list[Activity] = []
+    backlog = False
+    due = relist is not None
+    if not (baseline and relist is not None):
+        cycle = new_cycle()
+        new, cursor, backlog, processed = await _feed(cycle, state, settings, baseline)
+        # the full re-list when due (always on the first sync; a backlog first)
+        due = not backlog and (
+            relist is not None
+            or baseline
+            or state.last_reconcile_at is None
+            or wall - state.last_reconcile_at >= settings.reconcile_interval
+        )
+        if new:
+            await apply_activities(cycle, new)
+        if cycle.forced:
+            await reconcile(cycle, full=False)
+        extra: dict[str, Any] = {
+            "partial": due,  # the re-list's last commit marks the cycle done
+            "cursor": cursor,
+            "cursor_changed": cursor != state.cursor,
+            "baseline_done": state.baseline_done,
+            "seen_activity": [(a.id, a.updated_at, _ts(a.created_at)) for a in processed],
+        }
+        if cursor is not None:  # relative to Basecamp's clock, not ours
+            extra["prune_activity_before"] = _ts(cursor) - 2 * settings.feed_overlap - 3600
+        commit(cycle, extra)
+
+    # 2. the full re-list, or the rest of one under way: project by project
+    if due:
+        await _relist(new_cycle, commit, state, settings, wall, baseline, relist)
+
+    report = CycleReport(
+        account_id=account_id,
+        baseline=baseline,
+        reconciled=due,
+        activities=len(new),
+        events=totals["events"],
+        added=totals["added"],
+        requests=client.stats.requests - requests_before,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    fields = {k: v for k, v in report.__dict__.items() if k != "account_id"}
+    if report.events or report.baseline or report.activities:
+        bound.info("cycle_committed", **fields)
+    else:
+        bound.debug("cycle_committed", **fields)
+    return report
+
+
+async def _feed(
+    cycle: Cycle, state: AccountState, settings: PollerSettings, baseline: bool
+) -> tuple[list[Activity], str | None, bool, list[Activity]]:
+    """The new activities (oldest first), the cursor to commit, whether a backlog is
+    being sliced, and the activities to mark seen."""
+    store, account_id = cycle.store, cycle.account_id
     page = await poll_feed(
-        client, state.cursor, overlap=settings.feed_overlap, first_page_only=baseline
+        cycle.client, state.cursor, overlap=settings.feed_overlap, first_page_only=baseline
     )
     seen = store.seen_activity(account_id, [a.key for a in page.all])
     new = [] if baseline else unseen(page.all, seen)
@@ -107,53 +197,64 @@ async def poll_account(
         new = new[: settings.max_activities] + [
             a for a in new[settings.max_activities :] if activity_key(a) in keys
         ]
-        bound.info(
-            "feed_backlog", processing=len(new), pending=len(page.all) - len(seen) - len(new)
+        log.info(
+            "feed_backlog",
+            account=account_id,
+            processing=len(new),
+            pending=len(page.all) - len(seen) - len(new),
         )
-
-    # 2. targeted refetch of what the new activity points at
-    if new:
-        await apply_activities(cycle, new)
-
-    # 3. full conditional re-list when due (always on the first sync); a backlog first
-    due = not backlog and (
-        baseline
-        or state.last_reconcile_at is None
-        or wall - state.last_reconcile_at >= settings.reconcile_interval
-    )
-    # once every `full_recheck_interval`, that re-list ignores stored validators
-    recheck = due and (
-        baseline
-        or state.last_full_recheck_at is None
-        or wall - state.last_full_recheck_at >= settings.full_recheck_interval
-    )
-    cycle.unconditional = recheck
-    if due or cycle.forced:
-        await reconcile(cycle, full=due)
-
-    # 4. one transaction
-    write = detector.to_write()
-    write.events = [e for e in write.events if _event_watched(e["kind"], cycle.watch)]
-    write.cursor = cursor
-    write.cursor_changed = cursor != state.cursor
-    write.reconciled_at = wall if due else None
-    write.full_recheck_at = wall if recheck else None
-    write.validators = cycle.validators
-    write.drop_validators = cycle.drop_validators
     processed = new if backlog else [a for a in page.all if a.key not in seen]
-    write.seen_activity = [(a.id, a.updated_at, _ts(a.created_at)) for a in processed]
-    if cursor is not None:  # relative to Basecamp's clock, not ours
-        write.prune_activity_before = _ts(cursor) - 2 * settings.feed_overlap - 3600
-    added = store.commit_cycle(write, route)
-    report = CycleReport(
-        account_id=account_id,
-        baseline=baseline,
-        reconciled=due,
-        activities=len(new),
-        events=len(write.events),
-        added=len(added),
-        requests=client.stats.requests - requests_before,
-        seconds=round(time.monotonic() - started, 3),
+    return new, cursor, backlog, processed
+
+
+async def _relist(
+    new_cycle: Callable[[], Cycle],
+    commit: Callable[[Cycle, dict[str, Any]], None],
+    state: AccountState,
+    settings: PollerSettings,
+    wall: float,
+    baseline: bool,
+    relist: Relist | None,
+) -> None:
+    """A full re-list, committed project by project (see the module docstring)."""
+    if relist is None:
+        # once every `full_recheck_interval` the re-list ignores stored validators
+        unconditional = (
+            baseline
+            or state.last_full_recheck_at is None
+            or wall - state.last_full_recheck_at >= settings.full_recheck_interval
+        )
+        cycle = new_cycle()
+        cycle.unconditional = unconditional
+        projects = await sync_projects(cycle)
+        if cycle.watched("Person"):
+            await sync_people(cycle)
+        relist = Relist(projects=projects, unconditional=unconditional)
+        commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
+    total = len(relist.projects)
+    while relist.projects:
+        pid = relist.projects[0]
+        cycle = new_cycle()
+        cycle.unconditional = relist.unconditional
+        await sync_project(cycle, pid, set())
+        relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
+        commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
+        if baseline:  # a first sync of a big account takes a while: show progress
+            log.info(
+                "first_sync_progress",
+                account=cycle.account_id,
+                projects_done=total - len(relist.projects),
+                projects=total,
+                requests=cycle.client.stats.requests,
+            )
+    done = new_cycle()
+    commit(
+        done,
+        {
+            "baseline_done": True,
+            "reconciled_at": wall,
+            "full_recheck_at": wall if relist.unconditional else None,
+            "relist": None,
+            "relist_changed": True,
+        },
     )
-    bound.info("cycle_committed", **{k: v for k, v in report.__dict__.items() if k != "account_id"})
-    return report

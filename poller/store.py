@@ -107,6 +107,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE accounts ADD COLUMN last_full_recheck_at REAL;
     """,
+    # 3: a re-list (or first sync) in progress, committed project by project: the
+    # projects still to do, as JSON {"projects": [...], "unconditional": bool}
+    """
+    ALTER TABLE accounts ADD COLUMN relist_pending TEXT;
+    """,
 ]
 
 
@@ -121,6 +126,27 @@ class AccountState:
     last_reconcile_at: float | None = None
     cycles: int = 0
     last_full_recheck_at: float | None = None
+    relist_pending: str | None = None  # JSON, see `Relist`; None: no re-list under way
+
+    def relist(self) -> Relist | None:
+        if not self.relist_pending:
+            return None
+        data = json.loads(self.relist_pending)
+        return Relist(
+            projects=[int(p) for p in data.get("projects", [])],
+            unconditional=bool(data.get("unconditional")),
+        )
+
+
+@dataclass
+class Relist:
+    """A full re-list under way: the projects not done yet, committed one by one."""
+
+    projects: list[int]
+    unconditional: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"projects": self.projects, "unconditional": self.unconditional})
 
 
 @dataclass
@@ -151,6 +177,11 @@ class CycleWrite:
     drop_validators: set[str] = field(default_factory=set)
     records: list[StoredRecord] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # a step of a re-list committed project by project: the account's status and markers
+    # stay as they are, only `relist_pending` moves (None: the re-list is done)
+    partial: bool = False
+    relist: Relist | None = None
+    relist_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,14 +392,20 @@ class Store:
                 "INSERT INTO accounts (account_id) VALUES (?) ON CONFLICT(account_id) DO NOTHING",
                 (aid,),
             )
-            sets = [
-                "baseline_done = ?",
-                "last_success_at = ?",
-                "last_attempt_at = ?",
-                "last_error = NULL",
-                "cycles = cycles + 1",
-            ]
-            params: list[Any] = [int(write.baseline_done), now, now]
+            sets: list[str] = []
+            params: list[Any] = []
+            if not write.partial:
+                sets += [
+                    "baseline_done = ?",
+                    "last_success_at = ?",
+                    "last_attempt_at = ?",
+                    "last_error = NULL",
+                    "cycles = cycles + 1",
+                ]
+                params += [int(write.baseline_done), now, now]
+            if write.relist_changed:
+                sets.append("relist_pending = ?")
+                params.append(write.relist.to_json() if write.relist is not None else None)
             if write.cursor_changed:
                 sets.append("cursor = ?")
                 params.append(write.cursor)
@@ -378,10 +415,11 @@ class Store:
             if write.full_recheck_at is not None:
                 sets.append("last_full_recheck_at = ?")
                 params.append(write.full_recheck_at)
-            conn.execute(
-                f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",
-                [*params, aid],
-            )
+            if sets:
+                conn.execute(
+                    f"UPDATE accounts SET {', '.join(sets)} WHERE account_id = ?",
+                    [*params, aid],
+                )
             conn.executemany(
                 "INSERT OR IGNORE INTO seen_activity"
                 " (account_id, activity_id, updated_at, created_ts) VALUES (?, ?, ?, ?)",

@@ -122,6 +122,9 @@ def write_config(
         "jitter = 0.1",
         f"cycle_timeout = {cycle_timeout}",
         "",
+        "[logging]",
+        'level = "debug"  # idle cycles, which tests wait for, log at debug',
+        "",
         *(s.account_toml() for s in sims),
         handlers,
     ]

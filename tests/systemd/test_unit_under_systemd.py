@@ -294,6 +294,7 @@ class Booted:
                 "",
                 "[logging]",
                 'format = "json"',
+                'level = "debug"  # idle cycles, which the tests wait for, log at debug',
                 "",
                 "[[accounts]]",
                 f"id = {ACCOUNT_ID}",

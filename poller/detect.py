@@ -438,6 +438,8 @@ class Detector:
         if self._finished:
             return
         self._finished = True
+        if not self.emit:
+            return  # a baseline: nothing to explain, no event to build
         states: dict[Key, ItemState] = {}
         keys = [activity_key(a) for a in self.activities] + [o.key for o in self.observed]
         for key in keys:

@@ -317,6 +317,7 @@ async def _listed(cycle: Cycle, rtype: str, pid: int, *paths: str) -> dict[int, 
                 continue
             rec = parse(rtype, item, url, pid)
             listed.setdefault(rec.id, rec)
+    cycle.detector.prefetch(rtype, listed)  # one query for what the project preload missed
     return listed
 
 

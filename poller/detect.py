@@ -178,6 +178,16 @@ class Detector:
                 out[rid] = stored
         return out
 
+    def prefetch(self, rtype: str, ids: Iterable[int]) -> None:
+        """Look up, in one query, the records of a listing not loaded yet, and remember
+        which are absent: a new record then costs no query of its own."""
+        missing = sorted({rid for rid in ids if (rtype, rid) not in self.records})
+        if not missing:
+            return
+        found = self.store.records_with_ids(self.account_id, rtype, missing)
+        for rid in missing:
+            self._loaded((rtype, rid), found.get(rid))
+
     def active(self, rtype: str, project_id: int | None = None) -> dict[int, StoredRecord]:
         return {k: v for k, v in self.preload(rtype, project_id).items() if v.state == "active"}
 

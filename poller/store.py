@@ -371,6 +371,19 @@ class Store:
             params.extend(parent)
         return {r.id: r for r in map(self._record, self._query(sql, params))}
 
+    def records_with_ids(
+        self, account_id: int, rtype: str, ids: list[int]
+    ) -> dict[int, StoredRecord]:
+        """The stored records of a type among `ids` (one query per 500 ids)."""
+        out: dict[int, StoredRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT * FROM records WHERE account_id = ? AND type = ? AND id IN ({marks})"
+            for rec in map(self._record, self._query(sql, [account_id, rtype, *chunk])):
+                out[rec.id] = rec
+        return out
+
     def count_records(self, account_id: int) -> int:
         rows = self._query("SELECT count(*) AS n FROM records WHERE account_id = ?", (account_id,))
         return int(rows[0]["n"])

@@ -20,6 +20,7 @@ What a project needs is loaded for it and released after it.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ async def poll_account(
 
     # 2. the full re-list, or the rest of one under way: project by project
     if due:
-        await _relist(new_cycle, commit, state, settings, wall, baseline, relist)
+        await _relist(new_cycle, commit, state, settings, wall, baseline, relist, started)
 
     report = CycleReport(
         account_id=account_id,
@@ -207,6 +208,44 @@ async def _feed(
     return new, cursor, backlog, processed
 
 
+def show_progress(
+    account_id: int, *, done: int, total: int, client: BasecampClient, started: float
+) -> None:
+    """One line per project of a first sync: on a terminal, one line rewritten in place
+    on stderr (a log line per project would scroll a big account's sync away); else a
+    structured log line."""
+    stats = client.stats
+    fields = {
+        "projects_done": done,
+        "projects": total,
+        "requests": stats.requests,
+        "elapsed": round(time.monotonic() - started, 1),
+        "rate_limit_waits": stats.rate_limited,
+    }
+    if not _stderr_is_terminal():
+        log.info("first_sync_progress", account=account_id, **fields)
+        return
+    log.debug("first_sync_progress", account=account_id, **fields)
+    end = "\n" if done == total else ""
+    line = (
+        f"\rfirst sync of account {account_id}: {done}/{total} projects,"
+        f" {stats.requests} requests, {fields['elapsed']:.0f} s,"
+        f" {stats.rate_limited} rate-limit waits{end}"
+    )
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed terminal never stops the sync
+        pass
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 async def _relist(
     new_cycle: Callable[[], Cycle],
     commit: Callable[[Cycle, dict[str, Any]], None],
@@ -215,6 +254,7 @@ async def _relist(
     wall: float,
     baseline: bool,
     relist: Relist | None,
+    started: float,
 ) -> None:
     """A full re-list, committed project by project (see the module docstring)."""
     if relist is None:
@@ -240,12 +280,12 @@ async def _relist(
         relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
         commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
         if baseline:  # a first sync of a big account takes a while: show progress
-            log.info(
-                "first_sync_progress",
-                account=cycle.account_id,
-                projects_done=total - len(relist.projects),
-                projects=total,
-                requests=cycle.client.stats.requests,
+            show_progress(
+                cycle.account_id,
+                done=total - len(relist.projects),
+                total=total,
+                client=cycle.client,
+                started=started,
             )
     done = new_cycle()
     commit(

@@ -3,6 +3,9 @@ re-list resumes with the projects not done and re-emits nothing."""
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -169,3 +172,61 @@ def test_a_first_sync_killed_half_way_resumes_and_emits_each_record_once(
     todos = {rid for (rtype, rid) in records(sim) if rtype == "Todo"}
     assert len(todos) == 3 * PROJECTS
     assert {rid for (kind, rid) in created if kind == "todo_created"} == todos
+
+
+def test_first_sync_progress_is_a_log_line_per_project_or_one_line_on_a_terminal(
+    sim: Harness,
+) -> None:
+    projects = build(sim)
+    config = sim.write_config()
+    plain = subprocess.run(
+        [sys.executable, "-m", "poller", "once", "--deliver-timeout", "0", "--config", str(config)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stderr
+    lines = [
+        json.loads(line) for line in plain.stderr.decode().splitlines() if line.startswith("{")
+    ]
+    progress = [line for line in lines if line.get("event") == "first_sync_progress"]
+    assert [p["projects_done"] for p in progress] == list(range(1, len(projects) + 1))
+    assert all(p["projects"] == len(projects) for p in progress)
+    assert all({"requests", "elapsed", "rate_limit_waits"} <= set(p) for p in progress)
+
+    # a terminal: one line rewritten in place, no log line per project
+    (sim.tmp / "state.db").unlink()
+    for leftover in sim.tmp.glob("state.db-*"):
+        leftover.unlink()
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poller",
+                "once",
+                *("--deliver-timeout", "0"),
+                "--config",
+                str(config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    text = out.decode(errors="replace")
+    total = len(projects)
+    assert f"\rfirst sync of account {sim.account.account_id}: {total}/{total} projects" in text
+    assert "first_sync_progress" not in text

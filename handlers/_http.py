@@ -6,9 +6,11 @@ import email.utils
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+if TYPE_CHECKING:  # imported where a request is made: validating options needs none of it
+    import httpx
 
 try:
     USER_AGENT = f"bcx-poller/{version('bcx-poller')}"
@@ -99,6 +101,8 @@ async def post(
 
 def describe_transport_error(exc: httpx.HTTPError) -> str:
     """A short description of a transport failure that never includes the URL."""
+    import httpx
+
     kinds: dict[type[httpx.HTTPError], str] = {
         httpx.ConnectTimeout: "connect timeout",
         httpx.ReadTimeout: "read timeout",

@@ -32,15 +32,17 @@ import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import Template
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from handlers.base import HandlerContext, HandlerOptions
 from handlers.templates import compile_template, default_source, digest_context, render
 from poller.config import resolve_secret
 from poller.errors import HandlerError, PermanentHandlerError
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from handlers import _http
@@ -102,6 +101,8 @@ class SlackHandler:
         source = options.template if options.template is not None else default_source("slack.txt")
         self._template = compile_template(source)
         self._url = options.webhook_url.get_secret_value()
+        import httpx  # only once a handler is built: `check` validates options without it
+
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(options.timeout), follow_redirects=False
         )
@@ -143,6 +144,8 @@ class SlackHandler:
         except ValueError as exc:
             raise PermanentHandlerError(f"{where}: {exc}") from None
         body = json.dumps(payload, ensure_ascii=False).encode()
+        import httpx
+
         try:
             reply = await _http.post(
                 self._client,

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jinja2 import ChainableUndefined, Template, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from handlers import format as fmt
 from poller.events import sample_event
+
+if TYPE_CHECKING:  # jinja2 is imported when a template is compiled, not with the handlers
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
 
 EVENT_NAMES = frozenset(
     {"event", "who", "action", "what", "title", "link", "project_name", "kind", "summary", "time"}
@@ -48,6 +49,9 @@ def mrkdwn_url(value: Any) -> str:
 
 @cache
 def environment(*, html: bool) -> SandboxedEnvironment:
+    from jinja2 import ChainableUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(
         autoescape=html,
         undefined=ChainableUndefined,
@@ -91,6 +95,8 @@ def digest_context(events: list[dict[str, Any]], *, limit: int = 200) -> dict[st
 
 def compile_template(source: str, *, html: bool = False, digest: bool = False) -> Template:
     """Compile and check a template; ValueError with a readable reason if it is bad."""
+    from jinja2 import TemplateError, meta
+
     env = environment(html=html)
     names = DIGEST_NAMES if digest else EVENT_NAMES
     try:

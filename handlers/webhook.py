@@ -22,7 +22,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from handlers import _http
@@ -105,6 +104,8 @@ class WebhookHandler:
         self.name = context.name
         self._keys = [secret_key(s.get_secret_value()) for s in options.secrets]
         self._target = _http.redact_url(options.url)
+        import httpx  # only once a handler is built: `check` validates options without it
+
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(options.timeout), follow_redirects=False
         )
@@ -141,6 +142,8 @@ class WebhookHandler:
     async def deliver(self, event: dict[str, Any]) -> None:
         body, headers = self.request(event, int(time.time()))
         where = f"webhook {self.name}: POST {self._target}"
+        import httpx
+
         try:
             reply = await _http.post(self._client, self.options.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -9,33 +9,41 @@ like a Unix tool killed by SIGPIPE (128 + 13), quietly, without a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from poller import __version__
-from poller.config import Settings, insecure_permissions, load_settings
 from poller.errors import ConfigError, PollerError
 
-log = structlog.get_logger("poller.cli")
+if TYPE_CHECKING:
+    from poller.config import Settings
+
+# Each command imports what it uses, in its own body: `bcx-poller --help` and `check` must
+# not pay for the daemon, APScheduler, the simulator or the handlers' HTTP and template
+# libraries (tests/cli/test_lazy_imports.py).
 
 
 def _settings(args: argparse.Namespace, *, local: bool = False) -> Settings:
     """The configuration. `local`: for a command that only reads or writes the local state
     (status, events, deliveries, redeliver): no `*_env` / `*_file` secret is read, so it
     works without the Basecamp password or `$CREDENTIALS_DIRECTORY`."""
+    import structlog
+
     from poller import logs
-    from poller.config import SecretsMode, config_path, secrets_mode
+    from poller.config import (
+        SecretsMode,
+        config_path,
+        insecure_permissions,
+        load_settings,
+        secrets_mode,
+    )
 
     path = config_path(args.config)
     mode: SecretsMode = "skip" if local else "resolve"
@@ -45,7 +53,7 @@ def _settings(args: argparse.Namespace, *, local: bool = False) -> Settings:
     with secrets_mode(mode):
         logs.register_secrets(_secret_values(settings))
     if insecure_permissions(path):
-        log.warning(
+        structlog.get_logger("poller.cli").warning(
             "config_writable_by_others",
             path=str(path),
             hint="chmod go-w: anyone who can write it can redirect your events",
@@ -86,6 +94,12 @@ def _store(settings: Settings) -> Any:
     from poller.store import Store
 
     return Store(settings.poller.state_path)
+
+
+def _run_async(main: Coroutine[Any, Any, int]) -> int:
+    import asyncio  # ~70 ms: not for `--help`
+
+    return asyncio.run(main)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -163,7 +177,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with state_lock(settings.poller.state_path):
-        return asyncio.run(_once(settings, args.deliver_timeout))
+        return _run_async(_once(settings, args.deliver_timeout))
 
 
 async def _check_online(settings: Settings) -> int:
@@ -191,6 +205,8 @@ async def _check_online(settings: Settings) -> int:
 async def _probe_handlers(settings: Settings) -> int:
     """Each handler reached without sending an event (connect / TLS handshake / SMTP
     login, a script that exists and may run, a jsonl file that can be written)."""
+    import tempfile
+
     from poller.dispatch import build_targets
 
     status = 0
@@ -229,7 +245,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}")
     if args.online:
-        return asyncio.run(_check_online(settings))
+        return _run_async(_check_online(settings))
     return 0
 
 
@@ -484,6 +500,8 @@ def _filter_note(handler: Any, event: dict[str, Any]) -> str | None:
 
 
 async def _test_handler(settings: Settings, name: str, event_id: str | None = None) -> int:
+    import tempfile
+
     from poller.dispatch import build_targets
 
     handler = _chosen_handler(settings, name)
@@ -511,6 +529,8 @@ async def _test_handler(settings: Settings, name: str, event_id: str | None = No
 
 
 async def _render(settings: Settings, name: str, event_id: str | None) -> int:
+    import tempfile
+
     from poller.dispatch import build_targets
 
     handler = _chosen_handler(settings, name)
@@ -548,7 +568,7 @@ def _stored(settings: Settings, event_id: str) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    return asyncio.run(_render(_settings(args), args.name, args.event))
+    return _run_async(_render(_settings(args), args.name, args.event))
 
 
 def _masker(settings: Settings) -> Any:
@@ -575,7 +595,7 @@ def _masked(text: str | None, settings: Settings) -> str | None:
 
 
 def cmd_test_handler(args: argparse.Namespace) -> int:
-    return asyncio.run(_test_handler(_settings(args), args.name, args.event))
+    return _run_async(_test_handler(_settings(args), args.name, args.event))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -746,16 +766,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from poller.daemon import cmd_run as run_daemon  # APScheduler & co: only for `run`
+
+    return run_daemon(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from poller.demo import cmd_demo as run_demo  # the simulator: only for `demo`
+
+    return run_demo(args)
+
+
+def _register_run_and_demo(sub: Any, add: Any) -> None:
+    """`run` and `demo`, whose modules (the daemon, the simulator) are imported only when
+    one of them runs."""
+    p = add("run", "run the daemon (poll on schedule, deliver continuously)", cmd_run)
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to let in-flight work finish on SIGTERM (default 30)",
+    )
+    p = add("demo", "see events flow: simulator + daemon + console handler", cmd_demo, config=False)
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log this and above (default warning)",
+    )
+
+
 def _extra_commands() -> list[Any]:
-    """Commands living in their own modules (daemon, demo)."""
-    out = []
-    for module in ("poller.daemon", "poller.demo", "poller.commands"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        out.append(mod.register)
-    return out
+    """Commands registered outside this block: `run` and `demo` (lazily), and those of
+    `poller.commands` (a light module: it too imports per command)."""
+    from poller import commands
+
+    return [_register_run_and_demo, commands.register]
 
 
 # A closed pipe on stdout: what a Unix tool killed by SIGPIPE exits with (128 + 13).

@@ -33,23 +33,23 @@ backfill   replay the activity feed since a timestamp to the handlers: every pag
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from poller.config import AccountSettings, Settings
 from poller.errors import ConfigError, PollerError
+
+if TYPE_CHECKING:  # `bcx-poller --help` imports this module: nothing heavy at its top
+    from poller.config import AccountSettings, Settings
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -65,6 +65,12 @@ def _cli() -> Any:
     from poller import cli
 
     return cli
+
+
+def _run_async(main: Coroutine[Any, Any, int]) -> int:
+    import asyncio  # not at the top: `bcx-poller --help` imports this module
+
+    return asyncio.run(main)
 
 
 def clean(value: Any) -> str:
@@ -273,7 +279,7 @@ async def _authorize(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_authorize(args: argparse.Namespace) -> int:
     settings = _cli()._settings(args)
-    return asyncio.run(_authorize(settings, args))
+    return _run_async(_authorize(settings, args))
 
 
 # -- init ---------------------------------------------------------------------------------
@@ -380,6 +386,8 @@ level = "info"
 
 def _write_private(path: Path, text: str, *, force: bool) -> None:
     """Write `text` to `path` with mode 0600, atomically; never replace without `force`."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -565,9 +573,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = _cli()._settings(args)
     if args.dry_run:  # writes nothing
-        return asyncio.run(_backfill(settings, args))
+        return _run_async(_backfill(settings, args))
     with state_lock(settings.poller.state_path):
-        return asyncio.run(_backfill(settings, args))
+        return _run_async(_backfill(settings, args))
 
 
 # -- registration -------------------------------------------------------------------------

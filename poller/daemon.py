@@ -602,13 +602,3 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with state_lock(settings.poller.state_path):  # one owner per state file
         return asyncio.run(main())
-
-
-def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add("run", "run the daemon (poll on schedule, deliver continuously)", cmd_run)
-    p.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=30.0,
-        help="seconds to let in-flight work finish on SIGTERM (default 30)",
-    )

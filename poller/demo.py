@@ -145,14 +145,3 @@ async def _demo(duration: float | None, interval: float) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.configure(args.log_level or "warning", "console", stream=sys.stderr)
     return asyncio.run(_demo(args.duration, args.interval))
-
-
-def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add("demo", "see events flow: simulator + daemon + console handler", cmd_demo, config=False)
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
-    p.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="log this and above (default warning)",
-    )

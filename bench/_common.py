@@ -2,14 +2,26 @@
 
 Everything runs against `poller.simulator` on 127.0.0.1 (or in-process with
 `SimulatorTransport` where a script says so); nothing leaves the machine.
+
+Options a script adds with `sim_options(parser)` and applies with `use_sim_options(args)`:
+
+  --sim-process     the simulator runs in its own process (`python -m poller.simulator
+                    --populate SPEC --control`): its CPU is off the poller's GIL. The
+                    account is built there; `build_account()` then returns a
+                    `RemoteAccount`, which forwards the few reads and mutations the
+                    benchmarks make over the simulator's stdin/stdout.
+  --latency-ms N    the simulator waits N ms before handling each request (loopback only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -63,10 +76,152 @@ def quiet_logs() -> None:
     )
 
 
-def build_account(scale: int = 1, clock: ManualClock | None = None, **overrides: Any) -> Account:
-    """The reference account; `scale` multiplies the to-dos per project."""
+@dataclass
+class SimOptions:
+    process: bool = False  # the simulator in its own process
+    latency_ms: float = 0.0  # waited by the simulator before each request
+
+
+SIM = SimOptions()
+
+
+def sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sim-process", action="store_true", help="run the simulator in its own process"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added by the simulator to every answer"
+    )
+
+
+def use_sim_options(args: argparse.Namespace) -> None:
+    SIM.process = bool(args.sim_process)
+    SIM.latency_ms = float(args.latency_ms)
+
+
+def sim_label() -> str:
+    parts = ["simulator in its own process" if SIM.process else "simulator in-process"]
+    if SIM.latency_ms:
+        parts.append(f"+{SIM.latency_ms:g} ms per answer")
+    return ", ".join(parts)
+
+
+class RemoteAccount:
+    """The reference account built and served by `python -m poller.simulator` in its own
+    process; the benchmarks' reads and mutations go over its control channel."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        rate_limit: int = 500,
+        rate_window: float = 10.0,
+        latency_ms: float = 0.0,
+    ) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "poller.simulator",
+            "--port",
+            "0",
+            "--account-id",
+            str(ACCOUNT_ID),
+            "--populate",
+            json.dumps(spec),
+            "--manual-clock",
+            "--control",
+            "--rate-limit",
+            str(rate_limit),
+            "--rate-window",
+            str(rate_window),
+            "--latency-ms",
+            str(latency_ms),
+        ]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hello = json.loads(self._line())
+        self.base_url: str = hello["base_url"]
+        self.account_id: int = hello["account_id"]
+        self.clock = SimpleNamespace(advance=lambda seconds: self._do("advance", seconds=seconds))
+        self.app = RemoteApp(self)
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator process exited ({self.proc.poll()})")
+        return line
+
+    def _do(self, op: str, **fields: Any) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self._line())
+        if "error" in reply:
+            raise RuntimeError(f"simulator: {op}: {reply['error']}")
+        return reply["ok"]
+
+    def __getattr__(self, method: str) -> Any:
+        """`account.update_todo(...)` and the other mutations, run in the simulator."""
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args, **kwargs: self._do("call", method=method, args=args, kwargs=kwargs)
+
+    @property
+    def todos(self) -> dict[int, Any]:
+        return {tid: SimpleNamespace(todolist_id=lid) for tid, lid in self._do("todos")}
+
+    @property
+    def projects(self) -> dict[int, Any]:
+        return {pid: SimpleNamespace(id=pid) for pid in self._do("projects")}
+
+    def cpu_seconds(self) -> float:
+        return float(self._do("cpu"))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class RemoteApp:
+    """What the benchmarks use of `SimulatorApp`, for a `RemoteAccount`."""
+
+    def __init__(self, account: RemoteAccount) -> None:
+        self._account = account
+        self.log = RemoteLog(account)
+
+    def set_rate_limit(self, limit: int, window: float = 10.0) -> None:
+        self._account._do("set_rate_limit", limit=limit, window=window)
+
+
+class RemoteLog:
+    def __init__(self, account: RemoteAccount) -> None:
+        self._account = account
+
+    def __len__(self) -> int:
+        return int(self._account._do("log")["count"])
+
+    @property
+    def entries(self) -> list[Any]:
+        statuses = self._account._do("log", statuses=True)["statuses"]
+        return [SimpleNamespace(status=status) for status in statuses]
+
+
+def build_account(
+    scale: int = 1, clock: ManualClock | None = None, *, local: bool = False, **overrides: Any
+) -> Any:
+    """The reference account; `scale` multiplies the to-dos per project. With
+    `--sim-process` (and not `local`), a `RemoteAccount` built in the simulator's process."""
     spec = dict(REFERENCE, **overrides)
     spec["todos_per_project"] = spec["todos_per_project"] * scale
+    if SIM.process and not local:
+        return spec  # built by `bench()`, which knows the simulator's rate limit
     account = Account(ACCOUNT_ID, clock=clock or ManualClock())
     account.populate(**spec)
     return account
@@ -76,8 +231,8 @@ def build_account(scale: int = 1, clock: ManualClock | None = None, **overrides:
 class Bench:
     """One simulated account and one poller (state in a temporary directory)."""
 
-    account: Account
-    app: SimulatorApp
+    account: Any  # Account, or RemoteAccount with --sim-process
+    app: Any  # SimulatorApp, or RemoteApp
     base_url: str
     tmp: Path
     transport: httpx.AsyncBaseTransport | None = None
@@ -116,7 +271,7 @@ class Bench:
     async def cycle(self, advance: float = 30.0, runner: AccountRunner | None = None) -> Cycle:
         """Advance the simulator's clock, run one cycle; requests/bytes as the client saw."""
         clock = self.account.clock
-        if isinstance(clock, ManualClock):
+        if isinstance(clock, ManualClock) or isinstance(self.account, RemoteAccount):
             clock.advance(advance)
         settings = self.settings
         own = runner is None
@@ -161,7 +316,7 @@ class Cycle:
 
 @contextmanager
 def bench(
-    account: Account,
+    account: Any,
     *,
     loopback: bool = True,
     rate_limit: int = 500,
@@ -169,11 +324,28 @@ def bench(
     client_rate_limit: int = 500,
     **poller: Any,
 ) -> Iterator[Bench]:
-    """A poller on `account`, served over loopback HTTP (default) or in-process."""
+    """A poller on `account`, served over loopback HTTP (default) or in-process. An
+    `account` given as a populate spec (`build_account` with `--sim-process`) is built and
+    served by a simulator process of its own, stopped on exit."""
+    if isinstance(account, dict):
+        if not loopback:
+            raise ValueError("--sim-process serves over loopback only")
+        remote = RemoteAccount(
+            account, rate_limit=rate_limit, rate_window=rate_window, latency_ms=SIM.latency_ms
+        )
+        with tempfile.TemporaryDirectory(prefix="bcx-bench-") as tmp:
+            b = Bench(remote, remote.app, remote.base_url, Path(tmp), None, poller)
+            b.rate_limit = client_rate_limit
+            try:
+                yield b
+            finally:
+                b.close()
+                remote.close()
+        return
     app = SimulatorApp(account, rate_limit=rate_limit, rate_window=rate_window)
     with tempfile.TemporaryDirectory(prefix="bcx-bench-") as tmp:
         if loopback:
-            with serve(app) as base_url:
+            with serve(app, latency=SIM.latency_ms / 1000) as base_url:
                 b = Bench(account, app, base_url, Path(tmp), None, poller, client_rate_limit)
                 try:
                     yield b

@@ -1,6 +1,6 @@
 """Cost grows with change, not with size: requests to detect C changed items.
 
-    .venv/bin/python bench/change_cost.py [--inprocess]
+    .venv/bin/python bench/change_cost.py [--inprocess | --sim-process] [--latency-ms N]
 
 The reference account (20 projects x 500 to-dos, messages, documents, calendar events)
 at 1x and at 4x the to-dos, on the loopback simulator. After the first sync, C distinct
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from _common import Row, bench, build_account, run, table
+from _common import Row, bench, build_account, run, sim_label, sim_options, table, use_sim_options
 
 CHANGES = (1, 10, 100)
 
@@ -44,9 +44,9 @@ def pick_clustered(account, count: int, salt: int) -> list[int]:
 
 async def measure(scale: int, loopback: bool, picker=pick_todos) -> dict[int, tuple[int, int, int]]:
     """C -> (requests, events, bytes) of the cycle that detects C changes."""
-    account = build_account(scale)
     out: dict[int, tuple[int, int, int]] = {}
-    with bench(account, loopback=loopback, reconcile_interval=3600) as b:
+    with bench(build_account(scale), loopback=loopback, reconcile_interval=3600) as b:
+        account = b.account
         await b.cycle()
         await b.cycle()  # settle: one idle cycle after the baseline
         for n, count in enumerate(CHANGES):
@@ -62,7 +62,11 @@ async def measure(scale: int, loopback: bool, picker=pick_todos) -> dict[int, tu
 async def main() -> bool:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inprocess", action="store_true", help="SimulatorTransport")
+    sim_options(parser)
     args = parser.parse_args()
+    if args.inprocess and args.sim_process:
+        parser.error("--inprocess and --sim-process exclude each other")
+    use_sim_options(args)
     one = await measure(1, not args.inprocess)
     four = await measure(4, not args.inprocess)
     rows: list[Row] = []
@@ -112,7 +116,7 @@ async def main() -> bool:
     both = f"{one[100][2]:,} / {four[100][2]:,}"
     rows.append(Row("bytes for C=100, 1x / 4x", both, "", "", None))
     return table(
-        f"change cost ({'in-process' if args.inprocess else 'loopback'})",
+        f"change cost ({'in-process' if args.inprocess else 'loopback, ' + sim_label()})",
         rows,
         [
             "a change = one edited to-do (one feed activity); reconcile not due",

@@ -1,6 +1,7 @@
 """First sync and catch-up: wall time against the rate-limit floor.
 
     .venv/bin/python bench/first_sync.py [--changes 5000] [--nodelay]
+                                         [--sim-process] [--latency-ms 100]
 
 The simulator on 127.0.0.1 enforces Basecamp's 500 requests / 10 s (429 beyond); the
 poller runs with its default `rate_limit` (450 per 10 s). The floor of a run is its
@@ -13,6 +14,8 @@ requests / 50 per second: no client can go faster without 429s.
 Also: per-request latency over loopback vs in-process (`SimulatorTransport`), small
 and large answers, to show how much of the wall time is the simulator's HTTP server.
 `--nodelay` sets TCP_NODELAY on the simulator's sockets (a bench-local experiment).
+`--sim-process` runs the simulator in its own process (its CPU then shows in its own row);
+`--latency-ms N` makes the simulator wait N ms before each answer (see `_common`).
 Target: within 1.25x of the floor, zero 429s.
 """
 
@@ -21,14 +24,25 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import Row, bench, build_account, run, table
+from _common import (
+    SIM,
+    RemoteAccount,
+    Row,
+    bench,
+    build_account,
+    run,
+    sim_label,
+    sim_options,
+    table,
+    use_sim_options,
+)
 
 
 async def latency(loopback: bool) -> tuple[float, float]:
     """Median ms of a small GET (the feed) and of a full todos.json page."""
-    account = build_account(projects=1)
-    pid = next(iter(account.projects))
+    account = build_account(projects=1, local=not loopback)
     with bench(account, loopback=loopback) as b:
+        pid = next(iter(b.account.projects))
         runner = b.runner()
         try:
             client = runner.client
@@ -49,14 +63,18 @@ async def main() -> bool:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=5000)
     parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on the simulator")
+    sim_options(parser)
     args = parser.parse_args()
+    use_sim_options(args)
     if args.nodelay:
         from poller.simulator import server
 
         server._Handler.disable_nagle_algorithm = True
 
-    account = build_account()
-    with bench(account, client_rate_limit=450, reconcile_interval=3600) as b:
+    with bench(build_account(), client_rate_limit=450, reconcile_interval=3600) as b:
+        account = b.account
+        cpu = process_cpu()
+        sim_cpu = account.cpu_seconds() if isinstance(account, RemoteAccount) else None
         base = await b.cycle()
         b.app.set_rate_limit(500, 10.0)
         await b.cycle()  # one idle cycle: the cursor is now current
@@ -68,6 +86,9 @@ async def main() -> bool:
         b.app.set_rate_limit(500, 10.0)
         catch = await b.cycle()
         server_429 = sum(1 for e in b.app.log.entries if e.status == 429)
+        cpu = process_cpu() - cpu
+        if isinstance(account, RemoteAccount):
+            sim_cpu = account.cpu_seconds() - (sim_cpu or 0.0)
     small_lb, big_lb = await latency(True)
     small_ip, big_ip = await latency(False)
 
@@ -86,6 +107,10 @@ async def main() -> bool:
         )
         rows.append(Row(f"{name}: 429s", str(c.rate_limited), "0", "", c.rate_limited == 0))
     rows.append(Row("catch-up: events emitted", str(catch.report.events), "", "", None))
+    own = "poller + simulator" if sim_cpu is None else "poller"
+    rows.append(Row(f"CPU s, both syncs: {own} process", f"{cpu:.1f}", "", "", None))
+    if sim_cpu is not None:
+        rows.append(Row("CPU s, both syncs: simulator process", f"{sim_cpu:.1f}", "", "", None))
     rows.append(Row("429s seen by the simulator (whole run)", str(server_429), "0", "", None))
     rows.append(
         Row(
@@ -106,10 +131,22 @@ async def main() -> bool:
         )
     )
     return table(
-        "first sync and catch-up (loopback" + (", TCP_NODELAY" if args.nodelay else "") + ")",
+        f"first sync and catch-up (loopback, {sim_label()}"
+        + (", TCP_NODELAY" if args.nodelay else "")
+        + ")",
         rows,
-        ["client rate_limit 450 / 10 s (default), simulator 500 / 10 s"],
+        [
+            "client rate_limit 450 / 10 s (default), simulator 500 / 10 s",
+            "latency rows: the first GETs with "
+            + (f"+{SIM.latency_ms:g} ms; " if SIM.latency_ms else "")
+            + ("loopback to the simulator process" if SIM.process else "loopback in-process"),
+        ],
     )
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process (the poller; with the simulator unless --sim-process)."""
+    return time.process_time()
 
 
 if __name__ == "__main__":

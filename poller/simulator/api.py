@@ -41,7 +41,7 @@ from poller.simulator.clock import http_date, parse_http_date
 from poller.simulator.faults import Fault, FaultSet, SimRequest
 from poller.simulator.render import Renderer
 from poller.simulator.requestlog import LoggedRequest, RequestLog
-from poller.simulator.routes import PAGE_SIZE, BadRequest, Ctx, Route, find_route
+from poller.simulator.routes import PAGE_SIZE, BadRequest, Ctx, Listing, Route, find_route
 
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"  # noqa: S105 - a published demo credential, not a secret
@@ -229,7 +229,9 @@ class SimulatorApp:
             return self._moved(req, base, moved.project_id)
         except BadRequest as exc:
             return SimResponse(400, {"Content-Type": JSON_TYPE}, _dumps({"error": str(exc)}))
-        if route.paged and isinstance(data, list):
+        if isinstance(data, Listing):  # render the page asked for, not the collection
+            data = data.page(_page(req.query.get("page")))
+        elif route.paged and isinstance(data, list):
             page = _page(req.query.get("page"))
             data = data[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         body = _dumps(data)

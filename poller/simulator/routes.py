@@ -4,6 +4,9 @@ Each route declares which validators its responses carry (API.md §6: singles bo
 `/projects.json`, `/projects/archived.json` and `/people.json` ETag only, to-do list
 indexes and accesses Last-Modified only, the rest both) and whether it paginates
 (50 per page; `/projects.json` and `/people.json` ignore `page` like the real API).
+A paginated handler returns a `Listing`: the model objects in the API's order and how to
+render one, so that a page renders its 50 items and no more (filters and sorting work on
+the model objects, before the slice).
 
 Handlers run with the account lock held and may raise `NotFound`, `Moved` or
 `BadRequest`.
@@ -12,7 +15,7 @@ Handlers run with the account lock held and may raise `NotFound`, `Moved` or
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -41,6 +44,23 @@ class Ctx:
 
 
 Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A paginated answer: `items` (model objects, in the order the API lists them),
+    each turned into its JSON shape by `render` only when its page is asked for."""
+
+    items: Sequence[Any]
+    render: Callable[[Any], Any]
+
+    def page(self, number: int) -> list[Any]:
+        """Page `number` (1-based) of the rendered listing: 50 renders, not the whole."""
+        start = (number - 1) * PAGE_SIZE
+        return [self.render(item) for item in self.items[start : start + PAGE_SIZE]]
+
+    def everything(self) -> list[Any]:
+        return [self.render(item) for item in self.items]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +107,7 @@ def projects(c: Ctx) -> Any:
 
 @route("projects/archived", "etag", paged=True)
 def archived_projects(c: Ctx) -> Any:
-    return [c.r.project(p) for p in c.account.live_projects(archived=True)]
+    return Listing(c.account.live_projects(archived=True), c.r.project)
 
 
 @route("projects/{id}")
@@ -114,7 +134,7 @@ def person(c: Ctx, pid: int) -> Any:
 def accesses(c: Ctx, pid: int) -> Any:
     project = c.account.visible_project(pid)
     people = [c.account.people[i] for i in project.access_ids]
-    return [c.r.person(p, is_client=False) for p in people if not p.trashed]
+    return Listing([p for p in people if not p.trashed], lambda p: c.r.person(p, is_client=False))
 
 
 # ---------------------------------------------------------------------- feed
@@ -132,14 +152,14 @@ def _since(c: Ctx) -> datetime | None:
 
 @route("events", paged=True)
 def events(c: Ctx) -> Any:
-    return [c.r.event(e, bucket=True) for e in c.account.feed(None, _since(c))]
+    return Listing(c.account.feed(None, _since(c)), lambda e: c.r.event(e, bucket=True))
 
 
 @route("people/{id}/events", paged=True)
 def person_events(c: Ctx, pid: int) -> Any:
     c.account.visible_person(pid)
     mine = [e for e in c.account.feed(None, _since(c)) if e.creator_id == pid]
-    return [_without_creator(c.r.event(e, bucket=True)) for e in mine]
+    return Listing(mine, lambda e: _without_creator(c.r.event(e, bucket=True)))
 
 
 def _without_creator(event: dict[str, Any]) -> dict[str, Any]:
@@ -150,18 +170,15 @@ def _without_creator(event: dict[str, Any]) -> dict[str, Any]:
 @route("projects/{id}/events", paged=True)
 def project_events(c: Ctx, pid: int) -> Any:
     project = c.account.visible_project(pid)
-    return [c.r.event(e) for e in c.account.feed(project, _since(c))]
+    return Listing(c.account.feed(project, _since(c)), c.r.event)
 
 
 # ---------------------------------------------------------------------- to-do lists, to-dos
 
 
 def _all_lists(c: Ctx, which: ListFilter) -> Any:
-    return [
-        c.r.todolist(t, bucket=True)
-        for p in c.account.live_projects()
-        for t in c.account.todolists_of(p, which)
-    ]
+    found = [t for p in c.account.live_projects() for t in c.account.todolists_of(p, which)]
+    return Listing(found, lambda t: c.r.todolist(t, bucket=True))
 
 
 @route("todolists", "last_modified", paged=True)
@@ -181,7 +198,7 @@ def todolists_trashed(c: Ctx) -> Any:
 
 def _lists(c: Ctx, pid: int, which: ListFilter) -> Any:
     project = c.account.visible_project(pid)
-    return [c.r.todolist(t) for t in c.account.todolists_of(project, which)]
+    return Listing(c.account.todolists_of(project, which), c.r.todolist)
 
 
 @route("projects/{id}/todolists", "last_modified", paged=True)
@@ -219,7 +236,7 @@ def _due_filter(c: Ctx, todos: list[Todo]) -> list[Todo]:
 
 def _project_todos(c: Ctx, pid: int, which: TodoFilter) -> Any:
     project = c.account.visible_project(pid)
-    return [c.r.todo(t) for t in _due_filter(c, c.account.project_todos(project, which))]
+    return Listing(_due_filter(c, c.account.project_todos(project, which)), c.r.todo)
 
 
 @route("projects/{id}/todos", paged=True)
@@ -240,7 +257,7 @@ def project_todos_remaining(c: Ctx, pid: int) -> Any:
 def _list_todos(c: Ctx, pid: int, lid: int, which: TodoFilter) -> Any:
     found = c.account.locate("todolist", lid, pid)
     assert isinstance(found, Todolist)
-    return [c.r.todo(t) for t in _due_filter(c, c.account.todos_of(found, which))]
+    return Listing(_due_filter(c, c.account.todos_of(found, which)), c.r.todo)
 
 
 @route("projects/{id}/todolists/{id}/todos", paged=True)
@@ -277,7 +294,7 @@ def todo(c: Ctx, pid: int, tid: int) -> Any:
 def topics(c: Ctx) -> Any:
     pairs = [pair for p in c.account.live_projects() for pair in c.account.live_topics(p)]
     pairs.sort(key=lambda pair: (pair[1].updated_at, pair[0].id), reverse=True)
-    return [c.r.topic(t, item, bucket=True) for t, item in pairs]
+    return Listing(pairs, lambda pair: c.r.topic(*pair, bucket=True))
 
 
 @route("topics/archived", paged=True)
@@ -288,7 +305,7 @@ def topics_archived(c: Ctx) -> Any:
 @route("projects/{id}/topics", paged=True)
 def project_topics(c: Ctx, pid: int) -> Any:
     project = c.account.visible_project(pid)
-    return [c.r.topic(t, item) for t, item in c.account.live_topics(project)]
+    return Listing(c.account.live_topics(project), lambda pair: c.r.topic(*pair))
 
 
 @route("projects/{id}/topics/archived", paged=True)
@@ -314,13 +331,14 @@ def _newest(items: list[Any]) -> list[Any]:
 @route("documents", paged=True)
 def documents(c: Ctx) -> Any:
     docs = [d for p in c.account.live_projects() for d in c.account.project_items(p, "document")]
-    return [c.r.document(d, bucket=True) for d in _newest(docs) if isinstance(d, Document)]
+    chosen = [d for d in _newest(docs) if isinstance(d, Document)]
+    return Listing(chosen, lambda d: c.r.document(d, bucket=True))
 
 
 @route("projects/{id}/documents", paged=True)
 def project_documents(c: Ctx, pid: int) -> Any:
     docs = c.account.project_items(c.account.visible_project(pid), "document")
-    return [c.r.document(d) for d in _newest(docs) if isinstance(d, Document)]
+    return Listing([d for d in _newest(docs) if isinstance(d, Document)], c.r.document)
 
 
 @route("projects/{id}/documents/{id}")
@@ -334,13 +352,13 @@ def document(c: Ctx, pid: int, did: int) -> Any:
 def attachments(c: Ctx) -> Any:
     found = [a for p in c.account.live_projects() for a in c.account.live_attachments(p)]
     found.sort(key=lambda a: (a.created_at, a.id), reverse=True)
-    return [c.r.attachment(a) for a in found]
+    return Listing(found, c.r.attachment)
 
 
 @route("projects/{id}/attachments", paged=True)
 def project_attachments(c: Ctx, pid: int) -> Any:
     project = c.account.visible_project(pid)
-    return [c.r.attachment(a) for a in c.account.live_attachments(project)]
+    return Listing(c.account.live_attachments(project), c.r.attachment)
 
 
 @route("projects/{id}/attachments/{id}")
@@ -373,7 +391,7 @@ def _entries(c: Ctx, pid: int, past: bool) -> Any:
     found = c.account.project_items(c.account.visible_project(pid), "calendar_event")
     chosen = [e for e in found if isinstance(e, CalendarEvent) and _is_past(c, e) == past]
     chosen.sort(key=lambda e: (_sort_key(e.starts_at), e.id), reverse=past)
-    return [c.r.calendar_event(e) for e in chosen]
+    return Listing(chosen, c.r.calendar_event)
 
 
 def _sort_key(value: date | datetime) -> str:

@@ -21,6 +21,7 @@ SCRIPTS = [
     "first_sync.py",
     "diff_throughput.py",
     "delivery.py",
+    "cli_startup.py",
 ]
 
 

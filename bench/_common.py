@@ -143,6 +143,7 @@ class RemoteAccount:
         self.account_id: int = hello["account_id"]
         self.clock = SimpleNamespace(advance=lambda seconds: self._do("advance", seconds=seconds))
         self.app = RemoteApp(self)
+        self._todos: dict[int, Any] | None = None  # fetched once, until the next mutation
 
     def _line(self) -> str:
         assert self.proc.stdout is not None
@@ -164,11 +165,19 @@ class RemoteAccount:
         """`account.update_todo(...)` and the other mutations, run in the simulator."""
         if method.startswith("_"):
             raise AttributeError(method)
-        return lambda *args, **kwargs: self._do("call", method=method, args=args, kwargs=kwargs)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._todos = None
+            return self._do("call", method=method, args=args, kwargs=kwargs)
+
+        return call
 
     @property
     def todos(self) -> dict[int, Any]:
-        return {tid: SimpleNamespace(todolist_id=lid) for tid, lid in self._do("todos")}
+        if self._todos is None:
+            found = self._do("todos")
+            self._todos = {tid: SimpleNamespace(todolist_id=lid) for tid, lid in found}
+        return self._todos
 
     @property
     def projects(self) -> dict[int, Any]:

@@ -11,6 +11,11 @@ What it does for every request (API.md §3-7, §13):
   then gives up with `AuthError`;
 * waits for the account's `RateLimiter` before each request; on 429 blocks the whole
   account for `Retry-After` and retries (a bounded number of times);
+* sends at most `max_in_flight` requests of the account at once (callers may run several
+  `get`s concurrently): each attempt takes a slot, then waits for the limiter (the
+  request budget and the Retry-After gate, shared by every attempt), then goes out. A
+  429 on one request therefore holds back every sibling not yet sent: each waits for
+  the same gate. A slot is held for one attempt only, never across a retry's backoff;
 * retries 500/502/503/504 and network trouble with capped exponential backoff and full
   jitter, then raises `ServerError` / `TransportError`;
 * follows redirects itself, only to the same scheme and host, at most three hops;
@@ -77,6 +82,7 @@ PAGE_SIZE = 50
 
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
 DEFAULT_RETRY_AFTER = 10.0
+DEFAULT_MAX_IN_FLIGHT = 4
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -358,6 +364,7 @@ class BasecampClient:
         default_retry_after: float = DEFAULT_RETRY_AFTER,
         max_redirects: int = 3,
         max_body_bytes: int = DEFAULT_MAX_BODY,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.account = account
         self.http = http
@@ -382,11 +389,28 @@ class BasecampClient:
         self._jitter = jitter
         self._timeout = httpx.Timeout(account.timeout)
         self._root = account.api_root.rstrip("/")
+        self._max_in_flight = 1
+        self._in_flight = asyncio.Semaphore(1)
+        self.set_max_in_flight(max_in_flight)
 
     def __repr__(self) -> str:
         return f"BasecampClient(account={self.account.id}, api_root={self._root!r})"
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def max_in_flight(self) -> int:
+        """How many requests of this account may be in flight at once."""
+        return self._max_in_flight
+
+    def set_max_in_flight(self, limit: int) -> None:
+        """Bound the account's concurrent requests. Meant for when none is in flight (a
+        cycle's start): requests already holding a slot keep it."""
+        if limit < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if limit != self._max_in_flight:
+            self._max_in_flight = limit
+            self._in_flight = asyncio.Semaphore(limit)
 
     async def get(
         self,
@@ -669,11 +693,21 @@ class BasecampClient:
     async def _send(
         self, url: httpx.URL, conditional: Mapping[str, str]
     ) -> tuple[int, httpx.Headers, bytes]:
-        """Send one attempt after the limiter allows it; read the body under the cap.
+        """Send one attempt in one of the account's in-flight slots, once the limiter
+        allows it (the budget and the Retry-After gate); read the body under the cap.
+
+        The slot is taken before the limiter's grant, so a granted request goes out at
+        once: grants are not hoarded by requests waiting for a slot.
 
         Raises `_Retry` for retryable network trouble, `BasecampError`s otherwise.
         """
-        await self.limiter.acquire()
+        async with self._in_flight:
+            await self.limiter.acquire()
+            return await self._attempt(url, conditional)
+
+    async def _attempt(
+        self, url: httpx.URL, conditional: Mapping[str, str]
+    ) -> tuple[int, httpx.Headers, bytes]:
         shown = _safe_url(url)
         headers = {
             "User-Agent": self.account.user_agent,

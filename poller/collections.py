@@ -4,17 +4,28 @@ Every function here reads Basecamp through the cycle's client and hands what it 
 the cycle's `Detector`. A record is declared gone only when a complete listing lacks it
 AND its own URL answers 404 (`verify`); any other failure propagates and the cycle
 commits nothing.
+
+Several requests in flight (`fetch_each`): independent single-item GETs of one step (the
+targeted refetch, a burst's list GETs, a section's full fetches and 404 checks) go out up
+to the client's `max_in_flight` at once, but what they return is handed to the detector
+in the order the step planned them, one at a time and without an await in between. What
+each request sends (its URL, its validators) is decided before any earlier answer of the
+step is applied, so a step plans only requests that no earlier answer of it can change:
+each item at most once (a repeated URL waits for its turn). Detection is therefore the
+same whatever `max_in_flight` is and whichever answer comes first. Listings and the feed
+stay one page after the other (`BasecampClient.get_list`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from poller.client import BasecampClient, NotModified, Validators
+from poller.client import BasecampClient, Fetched, NotModified, Validators
 from poller.detect import Detector
 from poller.errors import BadResponse, NotFound
 from poller.links import SEGMENT, without_query
@@ -109,6 +120,91 @@ class Cycle:
         return self.url(f"/projects/{project_id}/{SEGMENT[rtype]}/{rid}.json")
 
 
+# -- several requests in flight ----------------------------------------------------
+
+Answer = Fetched | NotModified | None  # None: the URL answered 404
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Get:
+    """One planned GET of a step: its URL, and whether it sends stored validators."""
+
+    url: str
+    conditional: bool = True
+
+
+async def _get(cycle: Cycle, url: str, validators: Validators | None) -> Answer:
+    try:
+        return await cycle.client.get(url, validators=validators)
+    except NotFound:
+        return None
+
+
+async def fetch_each(
+    cycle: Cycle,
+    items: Sequence[T],
+    plan: Callable[[T], Get | None],
+    apply: Callable[[T, Answer], Awaitable[None] | None],
+) -> None:
+    """For each item, in order: GET what `plan` names (None: nothing to fetch) and hand
+    the answer to `apply` (None for a 404, or when nothing was fetched).
+
+    Up to the client's `max_in_flight` GETs are in flight (the client bounds them); at
+    most twice that many are started and not yet applied, so memory stays bounded and
+    one slow answer does not idle the others. `apply` runs for item n
+    only after it ran for items 0..n-1, in this task: the detector sees the same calls in
+    the same order whatever `max_in_flight` is. A GET's validators are read when it
+    starts; a URL already planned earlier in the step starts only at its turn (after the
+    earlier answer was applied), so it sees what that answer stored. Any failure cancels
+    the GETs still in flight and propagates (the first in item order wins).
+    """
+    plans = [plan(item) for item in items]
+    ahead = 1 if cycle.client.max_in_flight <= 1 else 2 * cycle.client.max_in_flight
+    repeated: set[int] = set()
+    urls: set[str] = set()
+    for index, planned in enumerate(plans):
+        if planned is not None:
+            if planned.url in urls:
+                repeated.add(index)
+            urls.add(planned.url)
+
+    def start(index: int) -> asyncio.Task[Answer] | None:
+        planned = plans[index]
+        if planned is None:
+            return None
+        validators = cycle.stored_validators(planned.url) if planned.conditional else None
+        return asyncio.ensure_future(_get(cycle, planned.url, validators))
+
+    tasks: dict[int, asyncio.Task[Answer]] = {}
+    started = 0
+    try:
+        for index, item in enumerate(items):
+            # start the GETs of the next items, this one's first, until `ahead` are
+            # started and not yet applied (items with nothing to fetch take no room)
+            while started < len(items) and (started <= index or len(tasks) < ahead):
+                if started not in repeated or started == index:
+                    task = start(started)
+                    if task is not None:
+                        tasks[started] = task
+                started += 1
+            if index in repeated and index not in tasks:
+                task = start(index)
+                if task is not None:
+                    tasks[index] = task
+            task = tasks.pop(index, None)
+            answer = await task if task is not None else None
+            done = apply(item, answer)
+            if done is not None:
+                await done
+    finally:
+        pending = list(tasks.values())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
 # -- single items ------------------------------------------------------------------
 
 
@@ -126,12 +222,14 @@ async def fetch_item(
     the URL that answered stands in for it, so an item moved to another project (the old
     URL answers 301) takes its project from where Basecamp redirected.
     """
+    res = await _get(cycle, url, cycle.stored_validators(url) if conditional else None)
+    return apply_item(cycle, rtype, url, project_id, res)
+
+
+def apply_item(cycle: Cycle, rtype: str, url: str, project_id: int | None, res: Answer) -> bool:
+    """Diff what one item's GET of `url` returned (see `fetch_item`); False for a 404."""
     det = cycle.detector
-    try:
-        res = await cycle.client.get(
-            url, validators=cycle.stored_validators(url) if conditional else None
-        )
-    except NotFound:
+    if res is None:
         return False
     if isinstance(res, NotModified):
         return True
@@ -151,15 +249,24 @@ async def fetch_item(
     return True
 
 
-async def verify_gone(cycle: Cycle, rtype: str, rid: int) -> None:
-    """A complete listing lacks this stored record: ask the item itself."""
-    old = cycle.detector.get(rtype, rid)
-    if old is None:
-        return
-    url = cycle.item_url(rtype, rid, old.project_id, old.data.get("meta", {}))
-    if not await fetch_item(cycle, rtype, url, old.project_id, conditional=False):
-        cycle.detector.gone(rtype, rid)
-        cycle.drop_validators.add(url)
+async def verify_gone(cycle: Cycle, rtype: str, rids: Iterable[int]) -> None:
+    """A complete listing lacks these stored records: ask each item itself (several in
+    flight). Only a 404 makes one gone."""
+
+    checks: list[tuple[int, int | None, str]] = []  # (id, project, url)
+    for rid in sorted(rids):
+        old = cycle.detector.get(rtype, rid)
+        if old is not None:
+            url = cycle.item_url(rtype, rid, old.project_id, old.data.get("meta", {}))
+            checks.append((rid, old.project_id, url))
+
+    def apply(check: tuple[int, int | None, str], res: Answer) -> None:
+        rid, project_id, url = check
+        if not apply_item(cycle, rtype, url, project_id, res):
+            cycle.detector.gone(rtype, rid)
+            cycle.drop_validators.add(url)
+
+    await fetch_each(cycle, checks, lambda check: Get(check[2], conditional=False), apply)
 
 
 # -- listings ----------------------------------------------------------------------
@@ -191,8 +298,7 @@ async def list_all(
 async def _settle(
     cycle: Cycle, rtype: str, listed: dict[int, Record], stored_ids: Iterable[int]
 ) -> None:
-    for rid in set(stored_ids) - set(listed):
-        await verify_gone(cycle, rtype, rid)
+    await verify_gone(cycle, rtype, set(stored_ids) - set(listed))
 
 
 def _changed_since(old_updated: str | None, new_updated: str | None) -> bool:
@@ -219,18 +325,38 @@ def needs_comments(cycle: Cycle, record: Record) -> bool:
     return bool(count != old.data.get("meta", {}).get("comments_count"))
 
 
+def _full_get(cycle: Cycle, record: Record, full: bool) -> Get | None:
+    """The single GET a listed record needs (see `observe_listed`), or None."""
+    if full and not cycle.baseline and not record.trashed:
+        return Get(cycle.item_url(record.type, record.id, record.project_id, record.meta))
+    return None
+
+
+def _apply_listed(cycle: Cycle, record: Record, get: Get | None, res: Answer) -> None:
+    if get is not None and apply_item(cycle, record.type, get.url, record.project_id, res):
+        return
+    if cycle.watched(record.type):
+        cycle.detector.observe(record)
+    else:
+        cycle.detector.remember(record)
+
+
 async def observe_listed(cycle: Cycle, record: Record, *, full: bool) -> None:
     """Diff a listed record; fetch its single resource when the listing cannot say enough
     (new item, comments or content changed) and this is not a baseline."""
-    det = cycle.detector
-    if full and not cycle.baseline and not record.trashed:
-        url = cycle.item_url(record.type, record.id, record.project_id, record.meta)
-        if await fetch_item(cycle, record.type, url, record.project_id):
-            return
-    if cycle.watched(record.type):
-        det.observe(record)
-    else:
-        det.remember(record)
+    await observe_all_listed(cycle, [(record, full)])
+
+
+async def observe_all_listed(cycle: Cycle, records: Sequence[tuple[Record, bool]]) -> None:
+    """`observe_listed` for each (record, full), in order, the single GETs several in
+    flight. `full` is decided by the caller before any of them is applied: from this
+    record's own stored version, which no other record's answer changes."""
+    gets = [_full_get(cycle, record, full) for record, full in records]
+
+    def apply(index: int, res: Answer) -> None:
+        _apply_listed(cycle, records[index][0], gets[index], res)
+
+    await fetch_each(cycle, range(len(records)), gets.__getitem__, apply)
 
 
 async def sync_projects(cycle: Cycle) -> list[int]:
@@ -333,13 +459,13 @@ async def _sync_todolists(cycle: Cycle, pid: int) -> None:
             f"/projects/{pid}/todolists.json",
             f"/projects/{pid}/todolists/completed.json",
         )
-        for rec in listed.values():
-            await observe_listed(cycle, rec, full=False)
+        await observe_all_listed(cycle, [(rec, False) for rec in listed.values()])
         await _settle(cycle, "Todolist", listed, det.active("Todolist", pid))
     if cycle.watched("Todo") or cycle.watched("Comment"):
         todos = await _listed(cycle, "Todo", pid, f"/projects/{pid}/todos.json")
-        for rec in todos.values():
-            await observe_listed(cycle, rec, full=needs_comments(cycle, rec))
+        await observe_all_listed(
+            cycle, [(rec, needs_comments(cycle, rec)) for rec in todos.values()]
+        )
         await _settle(cycle, "Todo", todos, det.active("Todo", pid))
 
 
@@ -353,6 +479,10 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
     assert got is not None
     url, items = got
     messages: dict[int, Record] = {}
+    # a message to observe (its GET when `full`), or a commentable whose topic moved:
+    # its single GET, for its comments
+    steps: list[tuple[Record, bool] | tuple[str, str]] = []
+    gets: list[Get | None] = []
     for item in items:
         topicable = item.get("topicable") if isinstance(item, dict) else None
         topic = (
@@ -387,9 +517,22 @@ async def _sync_topics(cycle: Cycle, pid: int) -> None:
             )
             messages[tid] = msg
             if cycle.watched("Message") or cycle.watched("Comment"):
-                await observe_listed(cycle, msg, full=changed)
+                steps.append((msg, changed))
+                gets.append(_full_get(cycle, msg, changed))
         elif changed and not cycle.baseline and cycle.watched("Comment") and ttype in SEGMENT:
-            await fetch_item(cycle, ttype, turl, pid)
+            steps.append((ttype, turl))
+            gets.append(Get(turl))
+
+    # the topics are remembered above (nothing below reads them); what they point at is
+    # read here, several in flight, and applied in the topics' order
+    def apply(index: int, res: Answer) -> None:
+        step, get = steps[index], gets[index]
+        if isinstance(step[0], Record):
+            _apply_listed(cycle, step[0], get, res)
+        elif get is not None:
+            apply_item(cycle, step[0], get.url, pid, res)
+
+    await fetch_each(cycle, range(len(steps)), gets.__getitem__, apply)
     if cycle.watched("Message"):
         await _settle(cycle, "Message", messages, det.active("Message", pid))
 
@@ -398,11 +541,11 @@ async def _sync_documents(cycle: Cycle, pid: int) -> None:
     det = cycle.detector
     det.preload("Document", pid)  # one query, not one per record
     listed = await _listed(cycle, "Document", pid, f"/projects/{pid}/documents.json")
+    steps = []
     for rec in listed.values():
         old = det.get("Document", rec.id)
-        await observe_listed(
-            cycle, rec, full=old is None or _changed_since(old.updated_at, rec.updated_at)
-        )
+        steps.append((rec, old is None or _changed_since(old.updated_at, rec.updated_at)))
+    await observe_all_listed(cycle, steps)
     await _settle(cycle, "Document", listed, det.active("Document", pid))
 
 
@@ -434,9 +577,9 @@ async def _sync_uploads(cycle: Cycle, pid: int) -> None:
                 "creator": person_ref(item.get("creator")),
             },
         )
-    for rec in uploads.values():
-        old = det.get("Upload", rec.id)
-        await observe_listed(cycle, rec, full=old is None)
+    await observe_all_listed(
+        cycle, [(rec, det.get("Upload", rec.id) is None) for rec in uploads.values()]
+    )
     await _settle(cycle, "Upload", uploads, det.active("Upload", pid))
 
 
@@ -450,8 +593,7 @@ async def _sync_calendar_events(cycle: Cycle, pid: int) -> None:
         f"/projects/{pid}/calendar_events.json",
         f"/projects/{pid}/calendar_events/past.json",
     )
-    for rec in listed.values():
-        await observe_listed(cycle, rec, full=needs_comments(cycle, rec))
+    await observe_all_listed(cycle, [(rec, needs_comments(cycle, rec)) for rec in listed.values()])
     await _settle(cycle, "CalendarEvent", listed, det.active("CalendarEvent", pid))
 
 
@@ -493,20 +635,15 @@ LIST_BATCH_MIN = 3
 Group = tuple[str, int]
 
 
-async def _fetch_list_batch(
-    cycle: Cycle, pid: int, list_id: int, batch: dict[int, list[Activity]]
-) -> set[int]:
-    """GET one to-do list with its embedded to-dos and diff the batched ones. Returns the
-    to-do ids it settled; a batched to-do whose comment count moved also gets its own GET
-    (the list embeds no comments)."""
+def _apply_list_batch(
+    cycle: Cycle, pid: int, list_id: int, batch: dict[int, list[Activity]], res: Answer
+) -> tuple[set[int], list[Record]]:
+    """Diff the batched to-dos embedded in what one to-do list's GET returned. Returns the
+    to-do ids it settled, and the batched to-dos whose comment count moved: each also
+    needs its own GET (the list embeds no comments)."""
     det = cycle.detector
-    url = cycle.url(f"/projects/{pid}/todolists/{list_id}.json")
-    try:
-        res = await cycle.client.get(url)
-    except NotFound:
-        return set()
-    if isinstance(res, NotModified) or not isinstance(res.data, dict):
-        return set()
+    if res is None or isinstance(res, NotModified) or not isinstance(res.data, dict):
+        return set(), []
     todolist = parse("Todolist", res.data, res.url, project_id_from_url(res.url) or pid)
     if not todolist.meta.get("url"):
         todolist.meta["url"] = without_query(res.url)
@@ -516,7 +653,7 @@ async def _fetch_list_batch(
         det.remember(todolist)
     embedded = res.data.get("todos")
     if not isinstance(embedded, dict):
-        return set()
+        return set(), []
     settled: set[int] = set()
     buckets = (
         ("remaining", {"completed": False, "trashed": False}),
@@ -538,19 +675,17 @@ async def _fetch_list_batch(
                 commented.append(record)
             det.observe(record)
             settled.add(record.id)
-    for record in commented:
-        url = cycle.item_url("Todo", record.id, record.project_id, record.meta)
-        await fetch_item(cycle, "Todo", url, record.project_id, conditional=False)
-    return settled
+    return settled, commented
 
 
-async def _project_activity(cycle: Cycle, pid: int, url: str | None) -> None:
-    """Activity on a project itself (created, renamed, archived): diffed like any item.
-    Its section summaries were just read, so this cycle re-lists every section of it
-    rather than trust a summary no listing has looked behind."""
-    if await fetch_item(cycle, "Project", url or cycle.url(f"/projects/{pid}.json"), pid):
-        cycle.forced.setdefault(pid, set()).update(SECTION_TYPES)
-    # gone: the projects listing and a 404 settle it (project_trashed)
+@dataclass(frozen=True)
+class _Refetch:
+    """One targeted GET: the item, and what its answer (read or 404) sets in motion."""
+
+    rtype: str
+    get: Get
+    project_id: int | None
+    then: Callable[[bool], None] | None = None
 
 
 async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
@@ -559,7 +694,10 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
     The activities are handed to the detector, which explains each exactly once when the
     cycle ends (`match.match`); this only makes sure the changes they describe are read.
     Bursts of to-do changes in one list cost one request (the list embeds its to-dos);
-    everything else is one conditional GET per changed item.
+    everything else is one conditional GET per changed item. Up to `max_in_flight` of
+    them go at once (`fetch_each`): first the bursts' list GETs, then every single GET
+    (a burst's to-dos whose comments moved, then the other items), each answer diffed in
+    that order.
     """
     det = cycle.detector
     det.register(activities)
@@ -570,6 +708,7 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         else:
             det.unread.add(act.id)
 
+    refetch: list[_Refetch] = []
     if cycle.watched("Todo"):
         by_list: dict[tuple[int, int], dict[int, list[Activity]]] = {}
         for (etype, eid), acts in groups.items():
@@ -581,16 +720,34 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
             list_id = old.data.get("fields", {}).get("todolist_id") if old else None
             if isinstance(list_id, int):
                 by_list.setdefault((acts[-1].project_id, list_id), {})[eid] = acts
-        for (list_pid, list_id), batch in by_list.items():
-            if len(batch) < LIST_BATCH_MIN:
-                continue
-            for eid in await _fetch_list_batch(cycle, list_pid, list_id, batch):
+        bursts = [(key, batch) for key, batch in by_list.items() if len(batch) >= LIST_BATCH_MIN]
+
+        def burst_get(burst: tuple[tuple[int, int], dict[int, list[Activity]]]) -> Get:
+            (list_pid, list_id), _ = burst
+            return Get(cycle.url(f"/projects/{list_pid}/todolists/{list_id}.json"), False)
+
+        def apply_burst(
+            burst: tuple[tuple[int, int], dict[int, list[Activity]]], res: Answer
+        ) -> None:
+            (list_pid, list_id), batch = burst
+            settled, commented = _apply_list_batch(cycle, list_pid, list_id, batch, res)
+            for eid in settled:
                 del groups[("Todo", eid)]
+            for record in commented:
+                url = cycle.item_url("Todo", record.id, record.project_id, record.meta)
+                refetch.append(_Refetch("Todo", Get(url, False), record.project_id))
+
+        await fetch_each(cycle, bursts, burst_get, apply_burst)
 
     for (etype, eid), acts in groups.items():
         latest = acts[-1]
         if etype == "Project" and cycle.watched("Project"):
-            await _project_activity(cycle, eid, latest.eventable_url)
+            # activity on a project itself (created, renamed, archived): diffed like any
+            # item. Its section summaries were just read, so this cycle re-lists every
+            # section of it rather than trust a summary no listing has looked behind; gone,
+            # the projects listing and a 404 settle it (project_trashed)
+            url = latest.eventable_url or cycle.url(f"/projects/{eid}.json")
+            refetch.append(_Refetch("Project", Get(url), eid, _force_all_sections(cycle, eid)))
             continue
         if etype == "Project":
             det.unread.update(a.id for a in acts)
@@ -605,7 +762,29 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         url = latest.eventable_url or cycle.item_url(
             etype, eid, pid if pid is not None else (old.project_id if old else None), {}
         )
-        if not await fetch_item(cycle, etype, url, pid) and pid is not None:
-            # 404: this cycle's re-list of that section settles it (and the activity
-            # that said who trashed it is matched to the verified change)
-            cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[etype])
+        refetch.append(_Refetch(etype, Get(url), pid, _relist_if_gone(cycle, etype, pid)))
+
+    def apply(one: _Refetch, res: Answer) -> None:
+        read = apply_item(cycle, one.rtype, one.get.url, one.project_id, res)
+        if one.then is not None:
+            one.then(read)
+
+    await fetch_each(cycle, refetch, lambda one: one.get, apply)
+
+
+def _force_all_sections(cycle: Cycle, pid: int) -> Callable[[bool], None]:
+    def then(read: bool) -> None:
+        if read:
+            cycle.forced.setdefault(pid, set()).update(SECTION_TYPES)
+
+    return then
+
+
+def _relist_if_gone(cycle: Cycle, rtype: str, pid: int | None) -> Callable[[bool], None]:
+    def then(read: bool) -> None:
+        # 404: this cycle's re-list of that section settles it (and the activity that
+        # said who trashed it is matched to the verified change)
+        if not read and pid is not None:
+            cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[rtype])
+
+    return then

@@ -76,6 +76,12 @@ class PollerSettings(_Strict):
     max_activities: int = Field(
         2000, ge=1, description="new activities one cycle processes; a backlog goes in slices"
     )
+    max_in_flight: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="requests of one account in flight at once (within its rate limit)",
+    )
     full_recheck_interval: float = Field(
         86400,
         ge=0,

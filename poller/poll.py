@@ -1,8 +1,9 @@
 """One polling cycle of one account, top-down. No I/O of its own.
 
     feed      what happened since the cursor (every page, overlap, de-duplicated)
-    targeted  refetch what the new activity points at (conditional GETs), and re-list
-              the sections a 404 or a project's own activity points at
+    targeted  refetch what the new activity points at (conditional GETs, up to
+              `max_in_flight` at once), and re-list the sections a 404 or a project's own
+              activity points at
     commit    records + validators + cursor + events + delivery rows, one transaction
     re-list   when due (always on the first sync): /projects.json and /people.json, then
               each project (its changed sections only; every `full_recheck_interval` all
@@ -85,6 +86,9 @@ async def poll_account(
     """Run one cycle for the client's account and commit it. Raises on any failure
     (what was committed before it stays: the feed part, and each re-listed project)."""
     started = time.monotonic()
+    # several independent GETs of a step in flight at once (poller.collections.fetch_each),
+    # all inside the account's rate limiter and Retry-After gate
+    client.set_max_in_flight(settings.max_in_flight)
     requests_before = client.stats.requests
     account_id = client.account.id
     wall = time.time() if now is None else now

@@ -302,6 +302,8 @@ BAD: list[tuple[str, str, list[str]]] = [
         '[poller]\nfirst_sync = "everything"\n' + ACCOUNT,
         ["poller.first_sync", "'baseline'", "'emit'"],
     ),
+    ("max-in-flight-zero", "[poller]\nmax_in_flight = 0\n" + ACCOUNT, ["poller.max_in_flight"]),
+    ("max-in-flight-17", "[poller]\nmax_in_flight = 17\n" + ACCOUNT, ["poller.max_in_flight"]),
     ("duplicate-account-id", ACCOUNT + ACCOUNT, ["error: accounts: duplicate id 1"]),
     (
         "duplicate-handler-name",

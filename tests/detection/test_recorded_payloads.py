@@ -10,7 +10,7 @@ time and never copied into the repository.
 
 In-process only, real parts: the detector works on a real SQLite store; single GETs,
 the list-burst refetch, topics and attachments go through the real `poller.collections`
-functions (`fetch_item`, `_fetch_list_batch`, `_sync_topics`, `_sync_uploads`) and the
+functions (`fetch_item`, `_apply_list_batch`, `_sync_topics`, `_sync_uploads`) and the
 real `BasecampClient`, whose HTTP transport answers with the recorded bodies (a URL with
 no recording answers 404). Listed records are observed as `observe_listed` does when it
 fetches nothing more; the feed's activities are registered with the detector alone.
@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from poller.collections import Cycle, _fetch_list_batch, _sync_topics, _sync_uploads, fetch_item
+from poller.collections import Cycle, _apply_list_batch, _sync_topics, _sync_uploads, fetch_item
 from poller.detect import Detector
 from poller.errors import BadResponse
 from poller.links import without_query
@@ -636,7 +636,7 @@ async def single_events(open_store: Opener, src: Source) -> list[dict[str, Any]]
 async def list_burst_events(
     open_store: Opener, src: Source, body: dict[str, Any], url: str
 ) -> list[dict[str, Any]]:
-    """The list's GET read for a burst of to-do changes (`_fetch_list_batch`): its
+    """The list's GET read for a burst of to-do changes (`_apply_list_batch`): its
     embedded to-dos, known before with the completed ones still open, give
     todo_completed by their completer; the list itself did not change."""
     pid = project_id_from_url(without_query(url))
@@ -649,7 +649,9 @@ async def list_burst_events(
     batch: dict[int, list[Activity]] = {t["id"]: [] for t in todos}
 
     async def burst(cycle: Cycle) -> None:
-        assert await _fetch_list_batch(cycle, pid, body["id"], batch) == set(batch)
+        answer = await cycle.client.get(list_url)
+        settled, _ = _apply_list_batch(cycle, pid, body["id"], batch, answer)
+        assert settled == set(batch)
 
     assert await acc.fetching({list_url: earlier}, burst, emit=False) == []
     events = await acc.fetching({list_url: body}, burst)

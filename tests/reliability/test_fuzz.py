@@ -107,7 +107,7 @@ config_values = st.recursive(
 SECTIONS = {
     "poller": [
         "state_path", "interval", "reconcile_interval", "first_sync", "watch", "feed_overlap",
-        "cycle_timeout", "jitter", "max_pages", "full_recheck_interval",
+        "cycle_timeout", "jitter", "max_pages", "full_recheck_interval", "max_in_flight",
     ],
     "accounts": [
         "id", "name", "base_url", "user_agent", "username", "password", "password_env",

@@ -88,9 +88,15 @@ async def main() -> bool:
         b.app.set_rate_limit(500, 10.0)
         # The backlog is worked through in slices of `max_activities` (2,000 by default),
         # one committed slice per cycle: the catch-up is every cycle until it is done.
-        slices = [await b.cycle()]
-        while sum(c.report.events for c in slices) < args.changes and slices[-1].report.events:
-            slices.append(await b.cycle())
+        # One runner for every slice, as the daemon keeps one per account: its rate
+        # limiter remembers the previous slice's requests (a fresh one per cycle would not).
+        runner = b.runner()
+        try:
+            slices = [await b.cycle(runner=runner)]
+            while sum(c.report.events for c in slices) < args.changes and slices[-1].report.events:
+                slices.append(await b.cycle(runner=runner))
+        finally:
+            await runner.aclose()
         catch = Cycle(
             report=slices[-1].report,
             requests=sum(c.requests for c in slices),

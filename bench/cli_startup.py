@@ -5,6 +5,9 @@ Each command runs `--runs` times in a fresh interpreter; the table shows the bes
 with its state in a scratch directory and its secrets in the environment; the `apprise`
 handler is dropped unless `--apprise` (an optional dependency whose URL validation imports
 the whole apprise library, ~0.3 s, when such a handler is configured).
+Two floors are timed in the same run: `python -c pass`, and importing pydantic-settings
+and structlog (the configuration's validators and the logging `check` sets up: it
+cannot start faster than that).
 
 `--tree PATH` times another checkout of the source (e.g. `git worktree add /tmp/before
 HEAD~3`) with this virtualenv: the editable install's import hook is taken out of the way
@@ -79,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         runner = [sys.executable, "-c", RUNNER.format(tree=str(args.tree.resolve()))]
         rows = [
             ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
+            # what `check` cannot do without: the configuration's validators and logging
+            (
+                "import pydantic-settings",
+                [sys.executable, "-c", "import pydantic_settings, structlog"],
+            ),
             ("bcx-poller --help", [*runner, "--help"]),
             ("bcx-poller check", [*runner, "check", "-c", str(config)]),
         ]

@@ -563,7 +563,7 @@ class Detector:
             changes=ex.changes,
             created_at=ex.at or now_iso(),
             detected_at=now_iso(),
-            summary=self._summary(ex, title, creator, comment),
+            summary=self._summary(ex, title, creator),
             source=("activity+diff" if obs is not None else "activity")
             if act is not None
             else "diff",
@@ -587,35 +587,31 @@ class Detector:
             self._creator(kind, current) if current is not None else None
         )
 
-    @staticmethod
-    def _activity_summary(activity: Activity) -> str:
-        text = plain_text(activity.summary)
-        target = plain_text(activity.target)
-        if not text or (target and target not in text):  # a summary about something else
-            text = plain_text(f"{activity.action} {activity.target}")
-        who = (activity.creator or {}).get("name")
-        return f"{who} {text}" if who else text
-
     def _summary(
         self,
         ex: Explained,
         title: str,
         creator: dict[str, Any] | None,
-        comment: Record | None,
     ) -> str:
-        if ex.activity is not None:
-            return plain_text(self._activity_summary(ex.activity))
-        prefix = kind_prefix(ex.key[0])
+        """One grammar for every kind and source: "<who> <verb> <noun>: <title>", with
+        "Someone" when Basecamp does not say who. An activity nothing else explains is
+        told in its own words: "<who> <action>: <target>"."""
         who = (creator or {}).get("name") or "Someone"
-        if ex.kind == "comment_created":
-            text = plain_text(comment.fields.get("content")) if comment is not None else ""
-            return plain_text(f"{who} commented on {title}: {text[:200]}")
+        prefix = kind_prefix(ex.key[0])
+        noun = _NOUN.get(prefix, prefix.replace("_", " "))
+        act = ex.activity
+        if ex.kind.endswith("_activity") and act is not None:
+            action = plain_text(act.action).rstrip(" :")
+            target = plain_text(act.target) or title
+            return plain_text(f"{who} {action}: {target}" if target else f"{who} {action}")
         if ex.kind.startswith("comment_"):
-            verb = "deleted" if ex.kind == "comment_trashed" else "edited"
-            return plain_text(f"{who} {verb} a comment on {title}")
+            verb = {
+                "comment_created": "commented on",
+                "comment_trashed": "deleted a comment on",
+            }.get(ex.kind, "edited a comment on")
+            return plain_text(f"{who} {verb} {noun}: {title}")
         suffix = _suffix(ex.kind, prefix)
         verb = _VERB.get(suffix, suffix.replace("_", " "))
-        noun = _NOUN.get(prefix, prefix.replace("_", " "))
         return plain_text(f"{who} {verb} {noun}: {title}")
 
     @staticmethod

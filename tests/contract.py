@@ -85,16 +85,21 @@ def problems(event: dict[str, Any]) -> list[str]:
         out.append(f"source {source!r}")
     elif ("activity" in source) != (activity is not None):
         out.append(f"source {source} but details.activity is {'set' if activity else 'missing'}")
-    if isinstance(summary, str) and isinstance(activity, dict):
-        target = plain_text(activity.get("target"))
-        if target and target not in summary:
-            out.append(f"summary {summary!r} is not about its activity ({target!r})")
-    elif (
+    # about this event: its item's title (or, told in the activity's own words, the
+    # activity's target: the item may have been renamed since)
+    about = {plain_text(rec.get("title"))}
+    if isinstance(activity, dict):
+        about.add(plain_text(activity.get("target")))
+    about.discard("")
+    if isinstance(summary, str) and about and not any(a in summary for a in about):
+        out.append(f"summary {summary!r} is not about {sorted(about)!r}")
+    creator = event["creator"] or {}
+    if (
         isinstance(summary, str)
-        and plain_text(rec.get("title"))
-        and plain_text(rec["title"]) not in summary
+        and creator.get("name")
+        and not summary.startswith(str(creator["name"]))
     ):
-        out.append(f"summary {summary!r} is not about {rec['title']!r}")
+        out.append(f"summary {summary!r} does not start with who did it ({creator['name']!r})")
     if str(event["kind"]).startswith("comment_") and details.get("comment") is not None:
         link = details.get("comment_url")
         if not isinstance(link, str) or "#comment_" not in link:

@@ -195,3 +195,33 @@ async def test_older_feeds_name_people_and_uploads_name_their_creator(tmp_path: 
                 assert e["recording"]["url"] and e["recording"]["app_url"], e
         finally:
             h.close()
+
+
+async def test_every_summary_has_one_grammar_whatever_the_source(sim: Harness) -> None:
+    """ "<who> <verb> <noun>: <title>" for every kind, from the feed or from the diff
+    alone ("Someone" when Basecamp does not say who); an activity nothing else explains
+    in its own words."""
+    ids = await baseline(sim)
+    a = sim.account
+    a.create_todo(ids["list"], "Follow-up #1", by=ids["ann"])  # "added a to-do"
+    a.create_todo(ids["list"], "Follow-up #6", by=ids["ann"], silent=True)
+    a.complete_todo(ids["todo"], by=ids["bob"])  # "completed a to-do" (no colon)
+    a.update_todo(ids["other"], due_on="2024-09-01", silent=True)
+    a.add_comment("todo", ids["todo"], "Done & dusted", by=ids["bob"])
+    a.trash_document(ids["doc"], silent=True)
+    a.grant_access(ids["project"], ids["bob"], by=ids["ann"])
+    await sim.cycle()
+    got = {e["kind"]: e["summary"] for e in sim.new_events()}
+    assert got == {
+        "todo_created": got["todo_created"],  # two of them: checked below
+        "todo_completed": "Bob Baker completed a to-do: Design it",
+        "todo_due_date_changed": "Someone changed the due date of a to-do: Test it",
+        "comment_created": "Bob Baker commented on a to-do: Design it",
+        "document_trashed": "Someone trashed a document: Manifesto",
+        "person_activity": "Ann Able gave Bob Baker access to the project: Launch",
+    }
+    created = sorted(e["summary"] for e in sim.store.events() if e["kind"] == "todo_created")
+    assert created == [
+        "Ann Able created a to-do: Follow-up #1",
+        "Ann Able created a to-do: Follow-up #6",  # the payload names its creator
+    ]

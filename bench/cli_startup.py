@@ -46,8 +46,9 @@ ENV = {
 }
 
 
-def example_config(scratch: Path, *, apprise: bool) -> Path:
-    text = (ROOT / "config.example.toml").read_text()
+def example_config(scratch: Path, tree: Path, *, apprise: bool) -> Path:
+    """The tree's own example (an older tree may not know a newer setting)."""
+    text = (tree / "config.example.toml").read_text()
     text = text.replace("/var/lib/bcx-poller", str(scratch))
     if not apprise:
         start = text.index("# apprise:")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     env = {**os.environ, **ENV}
     with tempfile.TemporaryDirectory(prefix="bcx-cli-startup-") as tmp:
-        config = example_config(Path(tmp), apprise=args.apprise)
+        config = example_config(Path(tmp), args.tree, apprise=args.apprise)
         runner = [sys.executable, "-c", RUNNER.format(tree=str(args.tree.resolve()))]
         rows = [
             ("python -c pass (floor)", [sys.executable, "-c", "pass"]),

@@ -6,8 +6,9 @@ All functions accept any envelope-shaped dict and never raise on missing or odd 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 _NOUNS = {
     "calendar_event": "an event",
@@ -107,16 +108,41 @@ def action(event: dict[str, Any]) -> str:
     return kind_phrase(_text(event.get("kind")))
 
 
-def clock(event: dict[str, Any]) -> str:
-    """HH:MM:SS of `created_at` (as Basecamp wrote it), else of `detected_at`."""
+_ZONE: tzinfo | None = None  # None: the machine's own
+
+
+def set_timezone(name: str | None) -> None:
+    """The zone human-facing times are shown in (`[poller] timezone`); None: the
+    machine's. Envelopes keep their ISO 8601 times with offset."""
+    global _ZONE
+    _ZONE = ZoneInfo(name) if name else None
+
+
+def _moment(event: dict[str, Any]) -> datetime | None:
+    """When it happened (`created_at`), else when it was seen, in the reader's zone."""
     for key in ("created_at", "detected_at"):
         raw = event.get(key)
         if isinstance(raw, str):
             try:
-                return datetime.fromisoformat(raw).strftime("%H:%M:%S")
+                moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             except ValueError:
                 continue
-    return "--:--:--"
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.astimezone(_ZONE)
+    return None
+
+
+def clock(event: dict[str, Any]) -> str:
+    """HH:MM:SS of when it happened, in the reader's zone (see `set_timezone`)."""
+    moment = _moment(event)
+    return moment.strftime("%H:%M:%S") if moment is not None else "--:--:--"
+
+
+def when(event: dict[str, Any]) -> str:
+    """`2024-01-15 13:00:50 CET`: the date, time and zone of when it happened."""
+    moment = _moment(event)
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if moment is not None else ""
 
 
 def clean(value: Any) -> str:

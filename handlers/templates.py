@@ -9,7 +9,8 @@
   project gives ""), so optional envelope fields do not break a template at run time.
 
 Context of every template: `event` (the envelope dict), and the convenience strings `who`,
-`action`, `what`, `title`, `link`, `project_name`, `kind`, `summary`, `time`. Email
+`action`, `what`, `title`, `link`, `project_name`, `kind`, `summary`, `time` (HH:MM:SS)
+and `when` (date, time and zone), both in `[poller] timezone`. Email
 templates also get `events` (a list of such contexts, one per event, capped), `count` (the
 number of events) and `omitted` (how many were left out of `events`).
 """
@@ -28,7 +29,19 @@ if TYPE_CHECKING:  # jinja2 is imported when a template is compiled, not with th
     from jinja2.sandbox import SandboxedEnvironment
 
 EVENT_NAMES = frozenset(
-    {"event", "who", "action", "what", "title", "link", "project_name", "kind", "summary", "time"}
+    {
+        "event",
+        "who",
+        "action",
+        "what",
+        "title",
+        "link",
+        "project_name",
+        "kind",
+        "summary",
+        "time",
+        "when",
+    }
 )
 DIGEST_NAMES = EVENT_NAMES | {"events", "count", "omitted"}
 
@@ -81,6 +94,7 @@ def event_context(event: dict[str, Any]) -> dict[str, Any]:
         "kind": fmt.clean(event.get("kind")),
         "summary": fmt.clean(event.get("summary")),
         "time": fmt.clock(event),
+        "when": fmt.when(event),
     }
 
 

@@ -48,6 +48,9 @@ def _settings(args: argparse.Namespace, *, local: bool = False) -> Settings:
     path = config_path(args.config)
     mode: SecretsMode = "skip" if local else "resolve"
     settings = load_settings(path, secrets=mode)
+    from handlers.format import set_timezone
+
+    set_timezone(settings.poller.timezone)
     level = getattr(args, "log_level", None) or settings.logging.level
     logs.configure(level, settings.logging.format)
     with secrets_mode(mode):

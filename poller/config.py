@@ -88,6 +88,26 @@ class PollerSettings(_Strict):
         description="seconds between reconciles that ignore stored validators (catches a"
         " stale 304); 0 = every reconcile",
     )
+    timezone: str | None = Field(
+        None,
+        description="IANA zone for human-facing times (console, e-mail, Slack);"
+        " default: the machine's",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone {value!r} (an IANA name such as "Europe/Berlin")'
+            ) from None
+        return value
 
     @field_validator("watch", mode="before")
     @classmethod

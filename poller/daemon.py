@@ -398,6 +398,9 @@ class Daemon:
             from poller.cli import _secret_values
 
             logs.register_secrets(_secret_values(new))
+            from handlers.format import set_timezone
+
+            set_timezone(new.poller.timezone)
             self._apply(new)
         except PollerError as exc:
             log.error("reload_rejected", error=str(exc), kept="the running configuration")

@@ -16,6 +16,9 @@ class _Tty(io.StringIO):
 
 
 async def test_one_readable_line(context: HandlerContext, event: dict[str, Any]) -> None:
+    from handlers.format import set_timezone
+
+    set_timezone("America/Chicago")  # Basecamp's -05:00 on that day; UTC is 5 hours on
     out = io.StringIO()
     handler = ConsoleHandler(ConsoleHandler.Options(), context, stream=out)
     await handler.deliver(event)
@@ -30,11 +33,13 @@ async def test_one_readable_line(context: HandlerContext, event: dict[str, Any])
         }
     )
     await handler.aclose()
+    set_timezone(None)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         "11:00:50  todo_completed      BCX  Jason Fried  completed a to-do: Design it"
     )
-    assert lines[1] == "08:09:10  todo_completed      -  Someone  completed a to-do: Design it"
+    # the detection time (UTC) in the same zone as Basecamp's times
+    assert lines[1] == "03:09:10  todo_completed      -  Someone  completed a to-do: Design it"
 
 
 async def test_control_characters_are_neutralised(

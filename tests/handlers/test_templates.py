@@ -17,14 +17,21 @@ from handlers.templates import (
 
 
 def test_context_names(event: dict[str, Any]) -> None:
-    ctx = event_context(event)
+    from handlers.format import set_timezone
+
+    set_timezone("UTC")
+    try:
+        ctx = event_context(event)
+    finally:
+        set_timezone(None)
     assert ctx["who"] == "Jason Fried"
     assert ctx["action"] == "completed a to-do"
     assert ctx["what"] == "completed a to-do: Design it"
     assert ctx["title"] == "Design it"
     assert ctx["project_name"] == "BCX"
     assert ctx["link"] == event["recording"]["app_url"]
-    assert ctx["time"] == "11:00:50"
+    assert ctx["time"] == "16:00:50"  # 11:00:50-05:00, in the reader's zone
+    assert ctx["when"] == "2012-03-24 16:00:50 UTC"
 
 
 def test_sparse_envelope_never_raises() -> None:

@@ -2,10 +2,10 @@
 
     11:00:50  todo_completed      BCX  Jason Fried  completed a to-do: Design it
 
-Columns: the time (HH:MM:SS of `created_at`, else `detected_at`, in `[poller] timezone`), the kind, the project,
-who, and what happened. Control characters in Basecamp data are replaced, so a title
-cannot inject terminal escape sequences. `color = "auto"` colours only a terminal (and
-honours `NO_COLOR`).
+Columns: the time (HH:MM:SS of `created_at`, else `detected_at`, in `[poller] timezone`),
+the kind, the project, who, and what happened. Control characters in Basecamp data are
+replaced, so a title cannot inject terminal escape sequences. `color = "auto"` colours
+only a terminal (and honours `NO_COLOR`).
 """
 
 from __future__ import annotations

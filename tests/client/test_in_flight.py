@@ -127,3 +127,22 @@ async def test_the_limiter_keeps_the_budget_in_every_10s_window_with_requests_in
     assert most_started_within(sim.app.log.entries, 1.0) == 3
     assert runner.client.stats.requests == 6
     assert completed(sim.new_events()) == sorted(todos)
+
+
+async def test_one_failing_get_among_siblings_fails_the_cycle_and_commits_nothing(
+    sim: Harness,
+) -> None:
+    todos = await completed_in_separate_lists(sim, 8)
+    account = sim.account.account_id
+    cursor = sim.store.account(account).cursor
+    sim.app.faults.add(TODO_GET, None, delay=0.3, times=3)
+    sim.app.faults.add(TODO_GET, "truncated", times=1)  # the 4th to arrive: cut JSON
+    assert await sim.cycle() is None
+    assert "BadResponse" in (sim.last_runner.last_error or "")
+    assert sim.store.account(account).cursor == cursor
+    assert sim.new_events() == []
+    # the next cycle reads it all again: every change exactly once
+    assert await sim.cycle() is not None, sim.last_runner.last_error
+    assert completed(sim.new_events()) == sorted(todos)
+    assert await sim.cycle() is not None
+    assert sim.new_events() == []

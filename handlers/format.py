@@ -148,3 +148,94 @@ def when(event: dict[str, Any]) -> str:
 def clean(value: Any) -> str:
     """Any value as one line of text without control characters."""
     return _text(value)
+
+
+# -- what changed, in words ---------------------------------------------------------
+
+_TEXT_FIELDS = frozenset({"content", "description"})
+_LABELS = {
+    "due_on": "Due date",
+    "assignee": "Assigned",
+    "name": "Title",
+    "title": "Title",
+    "subject": "Subject",
+    "summary": "Title",
+    "content": "Text",
+    "description": "Description",
+    "starts_at": "Starts",
+    "ends_at": "Ends",
+    "todolist_id": "List",
+    "project_id": "Project",
+    "all_day": "All day",
+    "email_address": "E-mail",
+    "private": "Private",
+}
+_SAID_BY_KIND = frozenset({"completed", "trashed", "archived"})  # the kind already says it
+
+
+def _plain(value: Any) -> str:
+    from poller.events import plain_text  # the envelope's own notion of plain text
+
+    return _text(plain_text(value))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def _value(field: str, value: Any) -> str:
+    if value is None or value == "":
+        return "nobody" if field == "assignee" else "none"
+    if isinstance(value, dict):
+        return _text(value.get("name")) or _text(value.get("id"))
+    if field in ("project_id", "todolist_id"):
+        return f"#{value}"
+    return _plain(value)
+
+
+def word_diff(old: str, new: str, limit: int = 200) -> str:
+    """A short word diff: `[-removed words-] {+added words+}`, unchanged runs elided."""
+    import difflib
+
+    a, b = old.split(), new.split()
+    parts: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            run = a[i1:i2]
+            parts.append(" ".join(run) if len(run) <= 4 else f"{run[0]} … {run[-1]}")
+            continue
+        if i2 > i1:
+            parts.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if j2 > j1:
+            parts.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return _cut(" ".join(parts), limit)
+
+
+def changed(event: dict[str, Any], *, limit: int = 300) -> list[str]:
+    """What changed, one line per field, as a person reads it: a comment's text (trimmed
+    to `limit`) and its link, old -> new due dates, assignees, titles, a short word diff
+    of a text, the list or project an item moved to."""
+    kind = _text(event.get("kind"))
+    details = _mapping(event.get("details"))
+    lines: list[str] = []
+    if kind == "comment_created":
+        text = _plain(_mapping(details.get("comment")).get("content"))
+        if text:
+            lines.append(f'"{_cut(text, limit)}"')
+        url = _text(details.get("comment_url"))
+        if url.startswith(("https://", "http://")):
+            lines.append(f"Comment: {url}")
+        return lines
+    changes = _mapping(event.get("changes"))
+    for field, pair in changes.items():
+        if field in _SAID_BY_KIND or not isinstance(pair, list) or len(pair) != 2:
+            continue
+        old, new = pair
+        label = _LABELS.get(field, field.replace("_", " ").capitalize())
+        if field in _TEXT_FIELDS and old is not None and new is not None:
+            lines.append(f"{label}: {word_diff(_plain(old), _plain(new), limit)}")
+        elif field in _TEXT_FIELDS:
+            lines.append(f"{label}: {_cut(_value(field, new), limit)}")
+        else:
+            lines.append(f"{label}: {_value(field, old)} → {_value(field, new)}")
+    return lines

@@ -10,7 +10,9 @@
 
 Context of every template: `event` (the envelope dict), and the convenience strings `who`,
 `action`, `what`, `title`, `link`, `project_name`, `kind`, `summary`, `time` (HH:MM:SS)
-and `when` (date, time and zone), both in `[poller] timezone`. Email
+and `when` (date, time and zone), both in `[poller] timezone`, and `changed` (lines saying
+what changed: a comment's text and link, old -> new due date, assignee, title, a word diff
+of a text). Email
 templates also get `events` (a list of such contexts, one per event, capped), `count` (the
 number of events) and `omitted` (how many were left out of `events`).
 """
@@ -41,6 +43,7 @@ EVENT_NAMES = frozenset(
         "summary",
         "time",
         "when",
+        "changed",
     }
 )
 DIGEST_NAMES = EVENT_NAMES | {"events", "count", "omitted"}
@@ -95,6 +98,7 @@ def event_context(event: dict[str, Any]) -> dict[str, Any]:
         "summary": fmt.clean(event.get("summary")),
         "time": fmt.clock(event),
         "when": fmt.when(event),
+        "changed": fmt.changed(event),
     }
 
 

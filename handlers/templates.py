@@ -46,7 +46,7 @@ EVENT_NAMES = frozenset(
         "changed",
     }
 )
-DIGEST_NAMES = EVENT_NAMES | {"events", "count", "omitted"}
+DIGEST_NAMES = EVENT_NAMES | {"events", "groups", "count", "omitted"}
 
 
 def mrkdwn(value: Any) -> str:
@@ -102,12 +102,47 @@ def event_context(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _newest_first(ctx: dict[str, Any]) -> float:
+    from poller.payloads import parse_ts
+
+    event = ctx["event"] if isinstance(ctx.get("event"), dict) else {}
+    moment = parse_ts(event.get("created_at")) or parse_ts(event.get("detected_at"))
+    return -moment.timestamp() if moment is not None else 0.0
+
+
+def group(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Event contexts by project (by name), then by item (the most recently changed
+    first), each item's changes newest first: `[{project_name, entries: [{title, link,
+    events}]}]`."""
+    projects: dict[str, dict[Any, dict[str, Any]]] = {}
+    for ctx in items:
+        event = ctx["event"] if isinstance(ctx.get("event"), dict) else {}
+        recording = event.get("recording")
+        if not isinstance(recording, dict):
+            recording = {}
+        key = (recording.get("type"), recording.get("id"))
+        entry = projects.setdefault(ctx["project_name"] or "Basecamp", {}).setdefault(
+            key, {"title": ctx["title"], "link": ctx["link"], "events": []}
+        )
+        entry["events"].append(ctx)
+    out = []
+    for name in sorted(projects, key=str.lower):
+        entries = list(projects[name].values())
+        for entry in entries:
+            entry["events"].sort(key=_newest_first)
+        entries.sort(key=lambda entry: _newest_first(entry["events"][0]))
+        out.append({"project_name": name, "entries": entries})
+    return out
+
+
 def digest_context(events: list[dict[str, Any]], *, limit: int = 200) -> dict[str, Any]:
     """Context for the email templates: the first event's names at top level, plus `events`,
-    `count` and `omitted`."""
+    `groups` (see `group`), `count` and `omitted`."""
     items = [event_context(e) for e in events[:limit]]
     context = dict(items[0]) if items else event_context({})
-    context.update(events=items, count=len(events), omitted=max(0, len(events) - limit))
+    context.update(
+        events=items, groups=group(items), count=len(events), omitted=max(0, len(events) - limit)
+    )
     return context
 
 

@@ -35,7 +35,7 @@ def _handler(context: HandlerContext, port: int, **options: Any) -> EmailHandler
 def _event(n: int) -> dict[str, Any]:
     event = sample_event()
     event["id"] = f"bcx_{n}"
-    event["recording"] = {**event["recording"], "title": f"Task {n}"}
+    event["recording"] = {**event["recording"], "id": 1000 + n, "title": f"Task {n}"}
     event["summary"] = f"Jason Fried completed a to-do: Task {n}"
     return event
 

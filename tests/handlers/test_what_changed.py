@@ -82,3 +82,40 @@ def test_slack_and_email_messages_carry_the_lines() -> None:
         digest_context([due]),
     )
     assert "Due date: 2024-02-01 → 2024-03-01" in html
+
+
+def test_a_digest_reads_by_project_then_item_newest_first_in_both_parts() -> None:
+    def at(n: int, project: str, item: int, title: str, **kw: Any) -> dict[str, Any]:
+        e = event(kw.pop("kind", "todo_completed"), kw.pop("changes", {}), **kw)
+        e["project"] = {"id": len(project), "name": project}
+        e["recording"] = {**e["recording"], "id": item, "title": title}
+        e["created_at"] = f"2024-01-15T10:00:0{n}Z"
+        return e
+
+    events = [
+        at(1, "Zeta", 1, "Old task"),
+        at(
+            2,
+            "Alpha",
+            2,
+            "Plan",
+            kind="todo_due_date_changed",
+            changes={"due_on": [None, "2024-02-01"]},
+        ),
+        at(3, "Zeta", 3, "New task"),
+        at(4, "Alpha", 2, "Plan", kind="todo_uncompleted"),
+    ]
+    fmt.set_timezone("UTC")
+    try:
+        ctx = digest_context(events)
+        text = render(compile_template(default_source("email.txt"), digest=True), ctx)
+        html = render(compile_template(default_source("email.html"), html=True, digest=True), ctx)
+    finally:
+        fmt.set_timezone(None)
+    order = [text.index(s) for s in ("== Alpha ==", "Plan", "== Zeta ==", "New task", "Old task")]
+    assert order == sorted(order), text
+    plan = text[text.index("Plan") : text.index("== Zeta ==")]
+    assert plan.index("10:00:04") < plan.index("10:00:02")  # newest first within an item
+    assert "      Due date: none → 2024-02-01" in plan
+    assert html.index(">Alpha<") < html.index(">Zeta<") and "Due date: none → 2024-02-01" in html
+    assert "2024-01-15 10:00:04 UTC" in html

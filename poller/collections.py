@@ -7,7 +7,8 @@ commits nothing.
 
 Several requests in flight (`fetch_each`): independent single-item GETs of one step (the
 targeted refetch, a burst's list GETs, a section's full fetches and 404 checks) go out up
-to the client's `max_in_flight` at once, but what they return is handed to the detector
+to the client's `max_in_flight` at once (and a project's section listings are started
+together, `prefetch_listings`), but what they return is handed to the detector
 in the order the step planned them, one at a time and without an await in between. What
 each request sends (its URL, its validators) is decided before any earlier answer of the
 step is applied, so a step plans only requests that no earlier answer of it can change:
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from poller.client import BasecampClient, Fetched, NotModified, Validators
+from poller.client import BasecampClient, Fetched, Listing, NotModified, Validators
 from poller.detect import Detector
 from poller.errors import BadResponse, NotFound
 from poller.links import SEGMENT, without_query
@@ -82,6 +83,8 @@ class Cycle:
     # a periodic full re-check: send no validators and re-list every section, so a server
     # answering 304 for content that did change (a stale cache) cannot hide it for ever
     unconditional: bool = False
+    # a project's section listings, started together (`prefetch_listings`), by URL
+    listings: dict[str, asyncio.Task[Listing | NotModified]] = field(default_factory=dict)
 
     @property
     def account_id(self) -> int:
@@ -277,11 +280,15 @@ async def list_all(
 ) -> tuple[str, list[dict[str, Any]]] | None:
     """Every item of a listing; None when answered 304 (conditional only)."""
     url = cycle.url(path)
-    res = await cycle.client.get_list(
-        url,
-        validators=cycle.stored_validators(url) if conditional else None,
-        max_pages=cycle.max_pages,
-    )
+    started = None if conditional else cycle.listings.pop(url, None)
+    if started is not None:
+        res = await started
+    else:
+        res = await cycle.client.get_list(
+            url,
+            validators=cycle.stored_validators(url) if conditional else None,
+            max_pages=cycle.max_pages,
+        )
     if isinstance(res, NotModified):
         return None
     for item in res.items:
@@ -419,15 +426,71 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
     else:
         det.remember(record)
     new_sections = record.meta.get("sections", {})
-    for section, types in SECTION_TYPES.items():
-        if not any(cycle.watched(t) for t in types):
-            continue
-        if (
+    due = [
+        section
+        for section, types in SECTION_TYPES.items()
+        if any(cycle.watched(t) for t in types)
+        and (
             section in force
             or old_sections.get(section) != new_sections.get(section)
             or not old_sections
-        ):
+        )
+    ]
+    prefetch_listings(
+        cycle, [path for section in due for path in _section_paths(cycle, section, pid)]
+    )
+    try:
+        for section in due:
             await SECTION_SYNC[section](cycle, pid)
+    finally:
+        await _drop_listings(cycle)
+
+
+def _section_paths(cycle: Cycle, section: str, pid: int) -> list[str]:
+    """The listings a section's sync reads (unconditionally), in the order it reads them."""
+    if section == "todolists":
+        paths = []
+        if cycle.watched("Todolist"):
+            paths += [
+                f"/projects/{pid}/todolists.json",
+                f"/projects/{pid}/todolists/completed.json",
+            ]
+        if cycle.watched("Todo") or cycle.watched("Comment"):
+            paths.append(f"/projects/{pid}/todos.json")
+        return paths
+    if section == "calendar_events":
+        return [
+            f"/projects/{pid}/calendar_events.json",
+            f"/projects/{pid}/calendar_events/past.json",
+        ]
+    return [f"/projects/{pid}/{section}.json"]  # topics, documents, attachments
+
+
+def prefetch_listings(cycle: Cycle, paths: list[str]) -> None:
+    """Start reading these unconditional listings together (each one's pages still one
+    after the other, `get_list`); `list_all` takes a started one instead of asking again.
+    Nothing is applied here: the sections still diff what they listed in their own order,
+    so what is detected does not depend on which listing answers first. With
+    `max_in_flight = 1` nothing is started ahead."""
+    if cycle.client.max_in_flight <= 1:
+        return
+    for path in paths:
+        url = cycle.url(path)
+        if url not in cycle.listings:
+            cycle.listings[url] = asyncio.ensure_future(
+                cycle.client.get_list(url, max_pages=cycle.max_pages)
+            )
+
+
+async def _drop_listings(cycle: Cycle) -> None:
+    """Cancel the listings started and not used (a section failed): nothing is left
+    running, and no failure goes unretrieved."""
+    pending = list(cycle.listings.values())
+    cycle.listings.clear()
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _listed(cycle: Cycle, rtype: str, pid: int, *paths: str) -> dict[int, Record]:

@@ -129,3 +129,32 @@ async def test_a_relist_overlaps_its_item_gets_and_keeps_a_listing_in_page_order
     # and a repeat re-list finds nothing more
     assert await sim.cycle() is not None
     assert sim.new_events() == []
+
+
+SECTION_LISTINGS = (
+    r"/projects/\d+/(todolists|todos|topics|documents|attachments|calendar_events)"
+    r"(/completed|/past)?\.json$"
+)
+
+
+async def test_a_projects_section_listings_overlap_each_in_page_order(sim: Harness) -> None:
+    a = sim.account
+    project = a.create_project("Launch")
+    todolist = a.create_todolist(project, "Everything")
+    todos = [a.create_todo(todolist, f"To-do {n}") for n in range(120)]  # 3 pages
+    doc = a.create_document(project, "Plan", "Text")
+    sim.app.faults.add(SECTION_LISTINGS, None, delay=0.2)
+    assert await sim.cycle() is not None, sim.last_runner.last_error  # the first sync
+    listings = sim.app.log.matching(SECTION_LISTINGS)
+    # the eight listings of the project's sections are started together, four at once
+    # (each answers 0.2 s after it is logged) ...
+    assert len({e.path for e in listings}) == 8
+    assert most_started_within(listings, 0.2) == 4
+    # ... while each listing's pages go one after the other
+    todo_pages = [e for e in listings if e.path.endswith("/todos.json")]
+    assert pages(todo_pages) == [None, "2", "3"]
+    assert all(b.at - a.at >= 0.2 for a, b in itertools.pairwise(todo_pages))
+    # and what was listed is all recorded, the same as one request at a time
+    stored = sim.store.records(a.account_id, "Todo")
+    assert sorted(stored) == sorted(todos)
+    assert doc in sim.store.records(a.account_id, "Document")

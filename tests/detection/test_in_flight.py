@@ -17,16 +17,15 @@ less than `delay` apart were in flight together.
 from __future__ import annotations
 
 import itertools
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from poller.simulator import LoggedRequest, serve
+from poller.simulator import LoggedRequest
 from tests.client.test_in_flight import most_started_within
 from tests.conftest import Harness
-from tests.detection.test_model_based import OPS, Model, mutate
+from tests.detection.test_model_based import walk as model_walk
 
 TODO_GET = r"/projects/\d+/todos/\d+\.json$"
 TODO_PAGES = r"/projects/\d+/todos\.json$"
@@ -42,37 +41,10 @@ def when(event: dict[str, Any]) -> str | None:
 async def walk(seed: int, tmp: Path, max_in_flight: int) -> list[tuple[Any, ...]]:
     """test_model_based's random walk (its oracle checked at every poll) at this
     `max_in_flight`; every event it committed, in outbox order."""
-    rng = random.Random(seed)
-    model = Model(tmp)
-    with serve(model.app) as base_url:
-        h = Harness(
-            model.account,
-            model.clock,
-            model.app,
-            base_url,
-            tmp,
-            overrides={"max_in_flight": max_in_flight},
-        )
-        try:
-            await model.begin(h)
-            for _ in range(8):
-                for _ in range(rng.randint(2, 10)):
-                    model.clock.advance(rng.choice([1, 1, 2, 7]))
-                    mutate(
-                        model.world,
-                        rng.choice(OPS),
-                        rng.randrange(1000),
-                        rng.random() < 0.35,
-                        rng.randrange(3),
-                    )
-                await model.poll()
-            await model.settle()
-            return [
-                (e["id"], e["kind"], e["changes"], when(e), e["source"], e["creator"])
-                for e in h.events()
-            ]
-        finally:
-            h.close()
+    _checked, events = await model_walk(
+        seed, tmp, 8, most=10, overrides={"max_in_flight": max_in_flight}
+    )
+    return [(e["id"], e["kind"], e["changes"], when(e), e["source"], e["creator"]) for e in events]
 
 
 @pytest.mark.parametrize("seed", range(3))

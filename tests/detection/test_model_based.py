@@ -305,15 +305,26 @@ class Model:
         check_state(self.h)
 
 
-async def random_walk(seed: int, tmp: Path, polls: int) -> Counter[str]:
+async def walk(
+    seed: int,
+    tmp: Path,
+    polls: int,
+    *,
+    most: int = 8,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Counter[str], list[dict[str, Any]]]:
+    """A random walk of `polls` windows of 1..`most` mutations, the oracle checked at every
+    poll; what the oracle checked and every event committed, in outbox order."""
     rng = random.Random(seed)
     model = Model(tmp)
     with serve(model.app) as base_url:
-        h = Harness(model.account, model.clock, model.app, base_url, tmp)
+        h = Harness(
+            model.account, model.clock, model.app, base_url, tmp, overrides=dict(overrides or {})
+        )
         try:
             await model.begin(h)
             for _ in range(polls):
-                for _ in range(rng.randint(1, 8)):
+                for _ in range(rng.randint(1, most)):
                     model.clock.advance(rng.choice([1, 1, 2, 7]))
                     mutate(
                         model.world,
@@ -324,9 +335,14 @@ async def random_walk(seed: int, tmp: Path, polls: int) -> Counter[str]:
                     )
                 await model.poll()
             await model.settle()
+            return model.world.checked, h.events()
         finally:
             h.close()
-    return model.world.checked
+
+
+async def random_walk(seed: int, tmp: Path, polls: int) -> Counter[str]:
+    checked, _events = await walk(seed, tmp, polls)
+    return checked
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -29,6 +29,7 @@ from handlers.base import Handler, HandlerContext
 from handlers.registry import handler_class, validate_handler_settings
 from poller.config import HandlerSettings
 from poller.errors import HandlerError, PermanentHandlerError
+from poller.logs import mask_text
 from poller.store import Delivery, Store
 
 log = structlog.get_logger(__name__)
@@ -136,7 +137,8 @@ class Dispatcher:
         try:
             await target.handler.deliver(delivery.event)
         except PermanentHandlerError as exc:
-            self.store.mark_failed(target.name, delivery.seq, f"permanent: {exc}", None)
+            # a handler's error may quote what it was given: never store a secret
+            self.store.mark_failed(target.name, delivery.seq, mask_text(f"permanent: {exc}"), None)
             self.failed += 1
             bound.warning("delivery_dead", error=str(exc), attempts=delivery.attempts + 1)
             return True  # dead-lettered: the next event may go
@@ -144,7 +146,9 @@ class Dispatcher:
             self.failed += 1
             attempts = delivery.attempts + 1
             now = self.clock()
-            error = str(exc) if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
+            error = mask_text(
+                str(exc) if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
+            )
             settings = target.settings
             retry_after = exc.retry_after if isinstance(exc, HandlerError) else None
             deadline = delivery.first_at + settings.max_age

@@ -55,6 +55,11 @@ def _mask(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def mask_text(value: str) -> str:
+    """`value` with every registered secret masked (for texts stored, not only logged)."""
+    return str(_mask(value))
+
+
 def redact(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

@@ -324,3 +324,35 @@ secrets = ["{WEBHOOK_SECRET}"]
         await disp.aclose()
         store.close()
         peer.stop()
+
+
+async def test_a_secret_quoted_in_a_handler_error_is_never_stored(tmp_path: Path) -> None:
+    """A target's error text can quote what it was given (a script echoing its
+    environment, a URL with a token): the stored `last_error` masks every secret."""
+    from poller import logs
+
+    secret = "s3cr3t-in-an-error-7f1c"
+    logs.register_secrets([secret])
+    script = write_script(tmp_path / "leaky.sh", f'echo "auth {secret} refused" >&2\nexit 3\n')
+    s = settings(
+        tmp_path,
+        f"""
+[[handlers]]
+name = "leaky"
+type = "script"
+command = ["{script}"]
+max_attempts = 1
+""",
+    )
+    store = Store(s.poller.state_path)
+    commit(store, s, [make_event(1)])
+    disp = dispatcher(store, s, clock=FakeClock(time.time()))
+    try:
+        await disp.deliver_due()
+        [dead] = store.deliveries(status=("dead",))
+        assert "refused" in (dead.last_error or "")  # the error is kept...
+        assert secret not in (dead.last_error or "")  # ...without the secret
+        assert logs.MASK in (dead.last_error or "")
+    finally:
+        await disp.aclose()
+        store.close()

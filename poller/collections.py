@@ -80,6 +80,8 @@ class Cycle:
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     drop_validators: set[str] = field(default_factory=set)
     forced: dict[int, set[str]] = field(default_factory=dict)
+    # items the feed named that answered 404: a complete listing settles them
+    missing: set[tuple[str, int]] = field(default_factory=set)
     # a periodic full re-check: send no validators and re-list every section, so a server
     # answering 304 for content that did change (a stale cache) cannot hide it for ever
     unconditional: bool = False
@@ -306,6 +308,10 @@ async def _settle(
     cycle: Cycle, rtype: str, listed: dict[int, Record], stored_ids: Iterable[int]
 ) -> None:
     await verify_gone(cycle, rtype, set(stored_ids) - set(listed))
+    det = cycle.detector
+    for key in [k for k in cycle.missing if k[0] == rtype and k[1] not in listed]:
+        if det.get(*key) is None:  # never stored: nothing for verify_gone to settle
+            det.vanished.add(key)
 
 
 def _changed_since(old_updated: str | None, new_updated: str | None) -> bool:
@@ -825,7 +831,7 @@ async def apply_activities(cycle: Cycle, activities: list[Activity]) -> None:
         url = latest.eventable_url or cycle.item_url(
             etype, eid, pid if pid is not None else (old.project_id if old else None), {}
         )
-        refetch.append(_Refetch(etype, Get(url), pid, _relist_if_gone(cycle, etype, pid)))
+        refetch.append(_Refetch(etype, Get(url), pid, _relist_if_gone(cycle, etype, pid, eid)))
 
     def apply(one: _Refetch, res: Answer) -> None:
         read = apply_item(cycle, one.rtype, one.get.url, one.project_id, res)
@@ -843,11 +849,12 @@ def _force_all_sections(cycle: Cycle, pid: int) -> Callable[[bool], None]:
     return then
 
 
-def _relist_if_gone(cycle: Cycle, rtype: str, pid: int | None) -> Callable[[bool], None]:
+def _relist_if_gone(cycle: Cycle, rtype: str, pid: int | None, rid: int) -> Callable[[bool], None]:
     def then(read: bool) -> None:
         # 404: this cycle's re-list of that section settles it (and the activity that
         # said who trashed it is matched to the verified change)
         if not read and pid is not None:
             cycle.forced.setdefault(pid, set()).add(TYPE_SECTION[rtype])
+            cycle.missing.add((rtype, rid))
 
     return then

@@ -139,6 +139,8 @@ class Detector:
     # activities about what this cycle does not read (an unwatched type, people): each
     # is `<type>_activity`, never a change the diff could not confirm
     unread: set[int] = field(default_factory=set)
+    # items the feed named that answer 404 and a complete listing lacks, never stored
+    vanished: set[Key] = field(default_factory=set)
     _finished: bool = False
     _children_loaded: set[Key] = field(default_factory=set)
     _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
@@ -464,6 +466,7 @@ class Detector:
                 if now is not None and now.state == "active"
                 else None,
                 updated_at=now.updated_at if now is not None else None,
+                vanished=key in self.vanished,
             )
         self._claim_unexplained(states)
         read = [a for a in self.activities if a.id not in self.unread]
@@ -523,14 +526,16 @@ class Detector:
         else:
             item, comment = record, None
         rtype, rid = key
+        # what the feed said of an item never read (it is gone again) names and links it
+        said = act or next((a for a in reversed(self.activities) if activity_key(a) == key), None)
         project_id = item.project_id if item is not None else None
-        if project_id is None and act is not None:
-            project_id = act.project_id
+        if project_id is None and said is not None:
+            project_id = said.project_id
         if item is not None:
             title = plain_text(item.title)
         else:
-            title = plain_text(act.target) if act is not None else ""
-        url, app_url = self.links(key, project_id, item.meta if item else {}, act)
+            title = plain_text(said.target) if said is not None else ""
+        url, app_url = self.links(key, project_id, item.meta if item else {}, said)
         actor = comment if on_comment else record
         creator = act.creator if act is not None else self._payload_creator(ex.kind, actor)
         details: dict[str, Any] = {"record": _payload(item)}

@@ -184,6 +184,7 @@ class ItemState:
     updated_before: str | None = None  # its stored `updated_at` then
     fields: Mapping[str, Any] | None = None  # its fields as this cycle read them
     updated_at: str | None = None  # its `updated_at` as this cycle read it
+    vanished: bool = False  # never stored, named by the feed, now 404 and not listed
 
 
 def _later(when: str, than: str | None) -> bool:
@@ -229,7 +230,14 @@ def _claim_specific(
 
 def _match_item(item: _Item, state: ItemState) -> list[Explained]:
     out = _explain_item(item, state.known)
-    return out + _reconcile_flags(item.key, out, state)
+    out += _reconcile_flags(item.key, out, state)
+    if state.vanished and item.acts and not any(e.kind.endswith("_trashed") for e in out):
+        # the feed said it was made (or changed); Basecamp now answers 404 and a complete
+        # listing lacks it: it was trashed again before the poll, without a word
+        last = max(a.id for a in item.acts)
+        kind = f"{kind_prefix(item.key[0])}_trashed"
+        out.append(Explained(kind, item.key, {"trashed": [False, True]}, f"vanished:{last}"))
+    return out
 
 
 def _reconcile_flags(key: Key, out: list[Explained], state: ItemState) -> list[Explained]:

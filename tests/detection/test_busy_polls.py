@@ -225,3 +225,16 @@ async def test_every_summary_has_one_grammar_whatever_the_source(sim: Harness) -
         "Ann Able created a to-do: Follow-up #1",
         "Ann Able created a to-do: Follow-up #6",  # the payload names its creator
     ]
+
+
+async def test_added_then_trashed_silently_ends_with_the_trash(sim: Harness) -> None:
+    """The feed says a to-do was added; by the poll it answers 404 and its list no longer
+    shows it: the stream must not leave a to-do that does not exist."""
+    ids = await baseline(sim)
+    todo = sim.account.create_todo(ids["list"], "Short-lived", by=ids["ann"])
+    sim.account.trash_todo(todo, silent=True)
+    await sim.cycle()
+    got = [(e["kind"], e["recording"]["id"], e["source"]) for e in sim.new_events()]
+    assert got == [("todo_created", todo, "activity"), ("todo_trashed", todo, "diff")]
+    await sim.cycle(advance=4000)
+    assert sim.new_events() == []

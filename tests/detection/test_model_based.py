@@ -151,6 +151,9 @@ def expected_diffs(window: list[Any], start: Snapshot, end: Snapshot) -> Counter
             exp[("todo_created", tid)] += 1
         if s is not None and e is None and "trash" not in ops:
             exp[("todo_trashed", tid)] += 1
+        if s is None and e is None and ops and "trash" not in ops:
+            # the feed named it, it is gone again without a word: 404 and not listed
+            exp[("todo_trashed", tid)] += 1
         if e is None:
             continue
         named = [c.op for c in acts if c.op in ("complete", "uncomplete")]

@@ -675,26 +675,11 @@ SECTION_SYNC = {
 }
 
 
-async def reconcile(cycle: Cycle, *, full: bool) -> None:
-    """Re-list what `watch` names. `full=False`: only the projects/sections in `forced`."""
-    if full:
-        projects = await sync_projects(cycle)
-        if cycle.watched("Person"):
-            await sync_people(cycle)
-    else:
-        projects = []
-    todo = sorted(set(projects) | set(cycle.forced))
-    for done, pid in enumerate(todo, start=1):
-        await sync_project(cycle, pid, cycle.forced.get(pid, set()))
-        if cycle.baseline:  # a first sync of a big account takes a while: show progress
-            log.info(
-                "first_sync_progress",
-                account=cycle.account_id,
-                projects_done=done,
-                projects=len(todo),
-                records=len(cycle.detector.changed),
-                requests=cycle.client.stats.requests,
-            )
+async def relist_forced(cycle: Cycle) -> None:
+    """Re-list the projects and sections this cycle's activity pointed at (`forced`): a
+    404 to settle, a project's own activity. The full re-list is `poll._relist`."""
+    for pid in sorted(cycle.forced):
+        await sync_project(cycle, pid, cycle.forced[pid])
 
 
 # To-do activities on one known list at least this many: one GET of the list (it embeds

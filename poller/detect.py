@@ -145,6 +145,7 @@ class Detector:
     _children_loaded: set[Key] = field(default_factory=set)
     _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
     _ids: dict[str, set[int]] = field(default_factory=dict)  # type -> ids in `records`
+    _about: dict[Key, list[Activity]] = field(default_factory=dict)  # item -> its activities
 
     # -- reading ------------------------------------------------------------------
 
@@ -251,7 +252,9 @@ class Detector:
 
     def register(self, activities: Iterable[Activity]) -> None:
         """This cycle's new activities: each is explained once, at `finish()`."""
-        self.activities.extend(activities)
+        for act in activities:
+            self.activities.append(act)
+            self._about.setdefault(activity_key(act), []).append(act)
 
     def _note(
         self,
@@ -329,9 +332,7 @@ class Detector:
         if not learned or before is None or after is None or after <= before:
             return []
         change = Change(f"{kind_prefix(record.type)}_changed", learned)
-        if not any(
-            activity_key(a) == key and action_hint(a.action) == "changed" for a in self.activities
-        ):
+        if not any(action_hint(a.action) == "changed" for a in self._about.get(key, ())):
             stored = self.records.get(key)
             if stored is not None:
                 meta = stored.data.setdefault("meta", {})
@@ -377,11 +378,10 @@ class Detector:
     def _comment_named(self, item: Record) -> set[int]:
         """Comments this cycle's activities name as new on `item` (`#comment_<id>`)."""
         named: set[int] = set()
-        for act in self.activities:
-            if activity_key(act) == (item.type, item.id):
-                anchor = comment_anchor(act)
-                if anchor is not None and action_hint(act.action) == "comment_created":
-                    named.add(anchor)
+        for act in self._about.get((item.type, item.id), ()):
+            anchor = comment_anchor(act)
+            if anchor is not None and action_hint(act.action) == "comment_created":
+                named.add(anchor)
         return named
 
     def observe_comments(self, item: Record, comments: list[Record]) -> list[Observed]:
@@ -527,7 +527,8 @@ class Detector:
             item, comment = record, None
         rtype, rid = key
         # what the feed said of an item never read (it is gone again) names and links it
-        said = act or next((a for a in reversed(self.activities) if activity_key(a) == key), None)
+        about = self._about.get(key)
+        said = act or (about[-1] if about else None)
         project_id = item.project_id if item is not None else None
         if project_id is None and said is not None:
             project_id = said.project_id

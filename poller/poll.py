@@ -34,7 +34,7 @@ from poller.collections import (
     TYPE_WATCH,
     Cycle,
     apply_activities,
-    reconcile,
+    relist_forced,
     sync_people,
     sync_project,
     sync_projects,
@@ -143,7 +143,7 @@ async def poll_account(
         if new:
             await apply_activities(cycle, new)
         if cycle.forced:
-            await reconcile(cycle, full=False)
+            await relist_forced(cycle)
         extra: dict[str, Any] = {
             "partial": due,  # the re-list's last commit marks the cycle done
             "cursor": cursor,

@@ -20,6 +20,11 @@ writes for people shows it (the built-ins put `[test]` before who did it).
 
 The dispatcher calls `deliver` for one handler's events in detection order; a handler
 never sees two of its own deliveries at once (that is what keeps them in order).
+
+`context.people` (when the handler runs beside a state database) looks up the Basecamp
+people the poller stores (`/people.json`, `[poller] watch` has `people`), read-only: what
+personal routing (`email` `to = "assignee"`, `slack` `mention`) turns into addresses.
+It blocks briefly (an SQLite read): call it in a worker thread from `deliver`.
 """
 
 from __future__ import annotations
@@ -38,11 +43,30 @@ class HandlerOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class Person:
+    """A Basecamp person as the poller stores it."""
+
+    id: int
+    name: str
+    email: str | None  # None: Basecamp gave none
+    removed: bool = False  # trashed or gone from the account's people
+
+
+class People(Protocol):
+    """Read-only look-up of the stored people of an account."""
+
+    def person(self, account_id: int, person_id: int) -> Person | None:
+        """The person, or None when the poller stores no such person."""
+        ...
+
+
+@dataclass(frozen=True)
 class HandlerContext:
     """What a handler may know about its surroundings."""
 
     name: str
     state_dir: Path
+    people: People | None = None  # None: no state database to read people from
 
 
 @runtime_checkable

@@ -61,6 +61,11 @@ def _settings(args: argparse.Namespace, *, local: bool = False) -> Settings:
             path=str(path),
             hint="chmod go-w: anyone who can write it can redirect your events",
         )
+    if hasattr(args, "shard") and not getattr(args, "all_shards", False):
+        # a command on one state file: this shard's accounts and file only
+        from poller.shards import for_shard, requested_shard
+
+        settings = for_shard(settings, requested_shard(args.shard))
     return settings
 
 
@@ -94,9 +99,22 @@ def _secret_values(settings: Settings) -> list[str]:
 
 
 def _store(settings: Settings) -> Any:
-    from poller.store import Store
+    """The state database of the settings' shard (its shard claim checked: exit 2 when the
+    file belongs to another shard or shard count)."""
+    from poller.shards import open_store
 
-    return Store(settings.poller.state_path)
+    return open_store(settings)
+
+
+def add_shard_option(p: argparse.ArgumentParser) -> None:
+    """`--shard K` for a command that reads or writes one shard's state file."""
+    p.add_argument(
+        "--shard",
+        metavar="K",
+        help="this shard, 0..poller.shards-1: a number, a pod name ending in it"
+        " (bcx-poller-2), or auto ($BCX_POLLER_SHARD, else the host name's trailing"
+        " number); default $BCX_POLLER_SHARD; needed when poller.shards > 1",
+    )
 
 
 def _run_async(main: Coroutine[Any, Any, int]) -> int:
@@ -114,7 +132,9 @@ async def _once(settings: Settings, deliver_timeout: float) -> int:
     from poller.routing import router
 
     store = _store(settings)
-    targets = build_targets(settings.handlers, settings.poller.state_path.parent)
+    targets = build_targets(
+        settings.handlers, settings.poller.state_path.parent, state_path=settings.poller.state_path
+    )
     dispatcher = Dispatcher(store, targets)
     route = router(settings.handlers)
     status = 0
@@ -185,10 +205,13 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 async def _check_online(settings: Settings) -> int:
     from poller.accounts import open_account
+    from poller.shards import for_shard, shard_of
 
     status = 0
-    store = _store(settings) if any(a.oauth for a in settings.accounts) else None
     for account in settings.accounts:
+        # OAuth tokens live in the state file of the account's shard
+        shard = shard_of(account.id, settings.poller.shards)
+        store = _store(for_shard(settings, shard)) if account.oauth else None
         runner = open_account(account, store=store)
         try:
             res = await runner.client.get("/people/me.json")
@@ -202,6 +225,8 @@ async def _check_online(settings: Settings) -> int:
             print(f"account {account.label}: FAILED: {type(exc).__name__}: {exc}")
         finally:
             await runner.aclose()
+            if store is not None:
+                store.close()
     return max(status, await _probe_handlers(settings))
 
 
@@ -276,8 +301,8 @@ def _account_state(last_attempt_at: float | None, last_error: str | None) -> str
     return "failing" if last_error else "ok"
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args, local=True)
+def _status_of(settings: Settings) -> dict[str, Any]:
+    """What `status` shows of one state file: its accounts, handler queues and outbox."""
     store = _store(settings)
     try:
         accounts = []
@@ -310,12 +335,96 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
             for h in settings.handlers
         ]
-        out = {"accounts": accounts, "handlers": handlers, "outbox": store.outbox_count()}
+        return {"accounts": accounts, "handlers": handlers, "outbox": store.outbox_count()}
     finally:
         store.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args, local=True)
+    if args.all_shards:
+        return _status_all_shards(settings, as_json=args.json)
+    out = _status_of(settings)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
+    _print_status(out)
+    return 0
+
+
+def _status_all_shards(settings: Settings, *, as_json: bool) -> int:
+    """`status --all-shards`: every shard's state file, then the totals."""
+    from poller.shards import for_shard
+
+    shards = []
+    for shard in range(settings.poller.shards):
+        narrowed = for_shard(settings, shard)
+        data = _status_of(narrowed)
+        shards.append({"shard": shard, "state_path": str(narrowed.poller.state_path), **data})
+    states: dict[str, int] = {}
+    for entry in shards:
+        for a in entry["accounts"]:
+            states[a["state"]] = states.get(a["state"], 0) + 1
+    handlers = []
+    for h in settings.handlers:
+        mine = [x for entry in shards for x in entry["handlers"] if x["name"] == h.name]
+        ages = [x["oldest_pending_age"] for x in mine if x["oldest_pending_age"] is not None]
+        handlers.append(
+            {
+                "name": h.name,
+                "type": h.type,
+                "pending": sum(x["pending"] for x in mine),
+                "dead": sum(x["dead"] for x in mine),
+                "oldest_pending_age": max(ages) if ages else None,
+            }
+        )
+    total = {
+        "shards": len(shards),
+        "accounts": sum(len(entry["accounts"]) for entry in shards),
+        "states": states,
+        "records": sum(a["records"] for entry in shards for a in entry["accounts"]),
+        "outbox": sum(entry["outbox"] for entry in shards),
+        "handlers": handlers,
+    }
+    if as_json:
+        print(json.dumps({"shards": shards, "total": total}, indent=2))
+        return 0
+    for entry in shards:
+        print(f"== shard {entry['shard']} of {len(shards)}: {entry['state_path']}")
+        _print_status(entry)
+        print()
+    print(f"== total over {len(shards)} shards")
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    print(
+        f"{total['accounts']} account(s) ({summary or 'none'}), {total['records']} record(s),"
+        f" outbox: {total['outbox']} events"
+    )
+    _print_handlers(handlers)
+    return 0
+
+
+def _print_handlers(handlers: list[dict[str, Any]]) -> None:
+    from poller.commands import human_age, render_table
+
+    print(
+        render_table(
+            ["HANDLER", "TYPE", "PENDING", "DEAD", "OLDEST PENDING"],
+            [
+                [
+                    h["name"],
+                    h["type"],
+                    h["pending"],
+                    h["dead"],
+                    human_age(h["oldest_pending_age"]) if h["oldest_pending_age"] else None,
+                ]
+                for h in handlers
+            ],
+            right=(2, 3),
+        )
+    )
+
+
+def _print_status(out: dict[str, Any]) -> None:
     from poller.commands import human_age, render_table
 
     def _utc(iso: str | None) -> str | None:
@@ -346,30 +455,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                     a["cycles"],
                     a["last_error"],
                 ]
-                for a in accounts
+                for a in out["accounts"]
             ],
             right=(6, 7),
         )
     )
     print()
-    print(
-        render_table(
-            ["HANDLER", "TYPE", "PENDING", "DEAD", "OLDEST PENDING"],
-            [
-                [
-                    h["name"],
-                    h["type"],
-                    h["pending"],
-                    h["dead"],
-                    human_age(h["oldest_pending_age"]) if h["oldest_pending_age"] else None,
-                ]
-                for h in handlers
-            ],
-            right=(2, 3),
-        )
-    )
+    _print_handlers(out["handlers"])
     print(f"\noutbox: {out['outbox']} events")
-    return 0
 
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
@@ -616,7 +709,7 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("run", ["run", "once", "demo"]),
     ("inspect", ["status", "events"]),
     ("deliveries", ["deliveries", "redeliver", "backfill"]),
-    ("tools", ["test-handler", "render", "simulate"]),
+    ("tools", ["test-handler", "render", "simulate", "reshard"]),
 ]
 
 C = "-c /etc/bcx-poller/config.toml"
@@ -632,6 +725,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "authorize": [(f"bcx-poller authorize {C}", "open the URL it prints, paste the code")],
     "run": [
         (f"bcx-poller run {C}", "the daemon; Ctrl-C once stops gracefully, twice at once"),
+        (f"bcx-poller run --shard 2 {C}", "shard 2 of poller.shards: only its accounts"),
         ("systemctl reload bcx-poller", "SIGHUP: re-read the configuration"),
     ],
     "once": [
@@ -642,6 +736,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "status": [
         (f"bcx-poller status {C}", "accounts (ok / failing, and why) and handler queues"),
         (f"bcx-poller status --json {C} | jq '.accounts[].state'", "for scripts"),
+        (f"bcx-poller status --all-shards {C}", "every shard's state file, then totals"),
     ],
     "events": [
         (f"bcx-poller events --since 2d --kind 'todo_*' {C}", "recent to-do events"),
@@ -667,6 +762,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         (f"bcx-poller render mail --event bcx_5d0c... {C}", "the mail a stored event makes"),
     ],
     "simulate": [("bcx-poller simulate --port 8950", "demo@example.com / demo, on loopback")],
+    "reshard": [
+        (f"bcx-poller reshard --to 4 --dry-run {C}", "how many accounts would move where"),
+        (f"bcx-poller reshard --to 4 {C}", "daemons stopped: move accounts to 4 state files"),
+    ],
 }
 
 
@@ -721,6 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to wait for deliveries and retries falling due (default 60)",
     )
+    add_shard_option(p)
     p = add("check", "validate the configuration: every error, then warnings", cmd_check)
     p.add_argument(
         "--online",
@@ -730,14 +830,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add("status", "accounts' state and last cycles, handlers' queues", cmd_status)
     p.add_argument("--json", action="store_true", help="JSON (times in ISO 8601) instead of tables")
+    add_shard_option(p)
+    p.add_argument(
+        "--all-shards",
+        action="store_true",
+        help="read every shard's state file (0..poller.shards-1): each shard, then the totals",
+    )
     p = add("deliveries", "list pending and dead deliveries", cmd_deliveries)
     p.add_argument("--dead", action="store_true", help="dead letters only")
     p.add_argument("--json", action="store_true", help="JSON (times in ISO 8601) instead of lines")
+    add_shard_option(p)
     p = add("redeliver", "requeue deliveries (same event id)", cmd_redeliver)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--event", metavar="ID", help="an event id (every handler it went to)")
     g.add_argument("--dead", action="store_true", help="every dead letter")
     p.add_argument("--handler", metavar="NAME", help="only this handler")
+    add_shard_option(p)
     p = add(
         "test-handler",
         "send a sample (or a stored) event through one handler, marked as a test",
@@ -745,9 +853,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="the handler's name")
     p.add_argument("--event", metavar="ID", help="send this stored event instead of the sample")
+    add_shard_option(p)
     p = add("render", "print what a handler would send for an event, send nothing", cmd_render)
     p.add_argument("name", help="the handler's name")
     p.add_argument("--event", metavar="ID", help="a stored event (default: the sample)")
+    add_shard_option(p)
     p = add(
         "simulate", "serve the bundled Basecamp 2 simulator on loopback", cmd_simulate, config=False
     )
@@ -791,6 +901,7 @@ def _register_run_and_demo(sub: Any, add: Any) -> None:
         default=30.0,
         help="seconds to let in-flight work finish on SIGTERM (default 30)",
     )
+    add_shard_option(p)
     p = add("demo", "see events flow: simulator + daemon + console handler", cmd_demo, config=False)
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")

@@ -51,7 +51,7 @@ from poller.errors import ConfigError, PollerError
 from poller.metrics import Metrics
 from poller.metrics import serve as serve_metrics
 from poller.routing import router
-from poller.store import Store
+from poller.shards import for_shard, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +94,7 @@ class Daemon:
         self.config_path = config_path
         self.transport_factory = transport_factory or (lambda _a: None)
         self.shutdown_timeout = shutdown_timeout
-        self.store = Store(settings.poller.state_path)
+        self.store = open_store(settings)  # this shard's file, its shard claim checked
         self.http = http_client()  # shared by every account on the default transport
         self._cycle_slots = asyncio.Semaphore(MAX_CONCURRENT_CYCLES)
         self.metrics = Metrics(wanted=bool(settings.metrics.listen))
@@ -307,7 +307,11 @@ class Daemon:
         """
         handlers_changed = first or settings.handlers != self.settings.handlers
         targets = (
-            build_targets(settings.handlers, settings.poller.state_path.parent)
+            build_targets(
+                settings.handlers,
+                settings.poller.state_path.parent,
+                state_path=settings.poller.state_path,
+            )
             if handlers_changed
             else self.targets
         )
@@ -393,6 +397,11 @@ class Daemon:
             return
         try:
             new = load_settings(self.config_path)
+            if new.poller.shards != self.settings.poller.shards:
+                raise ConfigError(
+                    "poller.shards", "cannot change while running; stop, reshard, restart"
+                )
+            new = for_shard(new, self.settings._shard)  # this shard's accounts only
             if new.poller.state_path != self.settings.poller.state_path:
                 raise ConfigError("poller.state_path", "cannot change while running; restart")
             from poller.cli import _secret_values

@@ -47,13 +47,23 @@ class Target:
         return self.settings.name
 
 
-def build_targets(handlers: tuple[HandlerSettings, ...], state_dir: Path) -> dict[str, Target]:
-    """Instantiate every configured handler (options were validated with the config)."""
+def build_targets(
+    handlers: tuple[HandlerSettings, ...], state_dir: Path, *, state_path: Path | None = None
+) -> dict[str, Target]:
+    """Instantiate every configured handler (options were validated with the config).
+    `state_path`: the state database, whose stored people handlers may look up
+    (`HandlerContext.people`, read-only); None: no people to look up."""
+    people = None
+    if state_path is not None:
+        from poller.people import StoredPeople
+
+        people = StoredPeople(state_path)
     out: dict[str, Target] = {}
     for index, hs in enumerate(handlers):
         cls = handler_class(hs.type, field=f"handlers[{index}].type")
         options = validate_handler_settings(hs, field=f"handlers[{index}]")
-        out[hs.name] = Target(hs, cls(options, HandlerContext(name=hs.name, state_dir=state_dir)))
+        context = HandlerContext(name=hs.name, state_dir=state_dir, people=people)
+        out[hs.name] = Target(hs, cls(options, context))
     return out
 
 

@@ -118,7 +118,8 @@ def commit(store: Store, s: Settings, events: Iterable[dict[str, Any]]) -> list[
 
 
 def dispatcher(store: Store, s: Settings, **kwargs: Any) -> Dispatcher:
-    return Dispatcher(store, build_targets(s.handlers, s.poller.state_path.parent), **kwargs)
+    targets = build_targets(s.handlers, s.poller.state_path.parent, state_path=s.poller.state_path)
+    return Dispatcher(store, targets, **kwargs)
 
 
 def write_script(path: Path, body: str) -> Path:

@@ -10,6 +10,16 @@ Subject, text and HTML bodies come from Jinja2 templates (see handlers/templates
 can be overridden, and `html_template = ""` sends text only. Email templates see `events`,
 `count` and `omitted` as well, so the same templates serve single mails and digests.
 
+Recipients: `to` is a list (or one string) of e-mail addresses and the words "assignee",
+"creator" and "subscribers" (personal routing, see handlers/_recipients.py): each event
+goes to the fixed addresses and to the e-mail addresses, among the people the poller
+stores, of the item's assignee / creator / subscribers. A person named who cannot be
+reached (not stored, removed, without an address) is left out with a warning when
+someone else gets the mail, and makes the delivery a permanent error with that reason
+(a dead letter) when nobody does; an item that names nobody (an unassigned to-do) sends
+nothing. Routing needs `people` in `[poller] watch` (a configuration error otherwise)
+and one mail per event (`digest_minutes` = 0).
+
 Digest mode (`digest_minutes` > 0): `deliver` appends the event durably (fsync) to
 `<state_dir>/digest-<name>.jsonl` and returns. One mail with all spooled events is sent
 once the oldest has waited `digest_minutes`, checked on each `deliver` and by `flush()`,
@@ -27,15 +37,17 @@ import json
 import logging
 import os
 import smtplib
+import sqlite3
 import ssl
 import time
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from handlers._recipients import ROLES, resolve
 from handlers.base import HandlerContext, HandlerOptions
 from handlers.templates import compile_template, default_source, digest_context, render
 from poller.config import resolve_secret
@@ -82,7 +94,10 @@ class EmailOptions(HandlerOptions):
     password: SecretStr | None = None
     ca_file: Path | None = Field(None, description="CA bundle to verify the server with")
     from_addr: str
-    to: list[str] = Field(min_length=1)
+    to: list[str] = Field(
+        min_length=1,
+        description='addresses and/or "assignee", "creator", "subscribers" (one mail per event)',
+    )
     subject_template: str | None = None
     text_template: str | None = None
     html_template: str | None = Field(None, description='"" = no HTML part')
@@ -106,10 +121,21 @@ class EmailOptions(HandlerOptions):
     def _from(cls, value: str) -> str:
         return _check_address(value)
 
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_to(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @field_validator("to")
     @classmethod
     def _to(cls, value: list[str]) -> list[str]:
-        return [_check_address(v) for v in value]
+        out: list[str] = []
+        for v in value:
+            word = v.strip()
+            entry = word if word in ROLES else _check_address(v)
+            if entry not in out:
+                out.append(entry)
+        return out
 
     @field_validator("ca_file")
     @classmethod
@@ -142,6 +168,29 @@ class EmailOptions(HandlerOptions):
             )
         return self
 
+    @model_validator(mode="after")
+    def _routing_sends_one_mail_per_event(self) -> EmailOptions:
+        if self.roles and self.digest_minutes:
+            raise ValueError(
+                f"to = {', '.join(self.roles)} (personal routing) sends one mail per event:"
+                " it cannot go with digest_minutes, whose digest goes to fixed addresses"
+            )
+        return self
+
+    @property
+    def roles(self) -> list[str]:
+        """The personal-routing words of `to`."""
+        return [t for t in self.to if t in ROLES]
+
+    @property
+    def addresses(self) -> list[str]:
+        """The fixed addresses of `to`."""
+        return [t for t in self.to if t not in ROLES]
+
+    def needs_watch(self) -> dict[str, str]:
+        """Setting -> the `[poller] watch` entry it needs (checked with the config)."""
+        return {"to": "people"} if self.roles else {}
+
     @property
     def effective_port(self) -> int:
         return self.port or DEFAULT_PORTS[self.security]
@@ -154,6 +203,7 @@ class EmailHandler:
         self.options = options
         self.name = context.name
         self.spool_path = context.state_dir / f"digest-{context.name}.jsonl"
+        self._people = context.people
         o = options
         self._subject = compile_template(
             o.subject_template or default_source(_DEFAULT_SUBJECT), digest=True
@@ -183,9 +233,16 @@ class EmailHandler:
             render(html, context) if html is not None else None,
         )
 
-    def compose(self, events: list[dict[str, Any]], *, fallback: bool = False) -> EmailMessage:
-        """The mail for one event or a digest. Raises ValueError if a template fails, unless
-        `fallback`, when the default templates are used instead."""
+    def compose(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        fallback: bool = False,
+        to: list[str] | None = None,
+    ) -> EmailMessage:
+        """The mail for one event or a digest, to `to` (default: the fixed addresses).
+        Raises ValueError if a template fails, unless `fallback`, when the default
+        templates are used instead."""
         context = digest_context(events, limit=DIGEST_LIST_LIMIT)
         try:
             subject, text, html = self._render_all((self._subject, self._text, self._html), context)
@@ -205,7 +262,9 @@ class EmailHandler:
         msg = EmailMessage()
         msg["Subject"] = subject or "Basecamp changes"
         msg["From"] = self.options.from_addr
-        msg["To"] = ", ".join(self.options.to)
+        recipients = self.options.addresses if to is None else to
+        if recipients:
+            msg["To"] = ", ".join(recipients)
         msg["Date"] = formatdate(localtime=True)
         domain = parseaddr(self.options.from_addr)[1].rpartition("@")[2] or None
         msg["Message-ID"] = make_msgid("bcx", domain=domain)
@@ -223,6 +282,11 @@ class EmailHandler:
         msg = self.compose([event])
         o = self.options
         lines = [f"via {o.host}:{o.effective_port} ({o.security})"]
+        if o.roles:
+            lines.append(
+                f"to the {', '.join(o.roles)} of the item too, resolved from the stored people"
+                " when it is delivered"
+            )
         lines += [f"{k}: {v}" for k, v in msg.items()]
         plain = msg.get_body(("plain",))
         html = msg.get_body(("html",))
@@ -331,10 +395,59 @@ class EmailHandler:
 
     # -- the handler contract ---------------------------------------------------------------
 
+    async def recipients(self, event: dict[str, Any]) -> list[str]:
+        """Who gets the mail for this event: the fixed addresses, then the people `to`
+        names, each once. PermanentHandlerError when people were named and none of them
+        (and no fixed address) can be reached; HandlerError when the stored people cannot
+        be read."""
+        o = self.options
+        if not o.roles:
+            return list(o.addresses)
+        where = f"email {self.name}"
+        try:
+            found = await asyncio.to_thread(resolve, event, o.roles, self._people)
+        except (OSError, sqlite3.Error) as exc:
+            raise HandlerError(f"{where}: cannot read the stored people: {exc}") from None
+        out = list(o.addresses)
+        seen = {parseaddr(a)[1].lower() for a in out}
+        problems = list(found.problems)
+        for person in found.people:
+            assert person.email is not None  # resolve() keeps only people with one
+            try:
+                address = _check_address(formataddr((person.name, person.email)))
+            except ValueError:
+                problems.append(
+                    f"{person.name} (person {person.id}): {person.email!r} is not an e-mail address"
+                )
+                continue
+            if parseaddr(address)[1].lower() not in seen:
+                seen.add(parseaddr(address)[1].lower())
+                out.append(address)
+        if problems and not out:
+            raise PermanentHandlerError(f"{where}: no recipient: {'; '.join(problems)}")
+        if problems:
+            log.warning(
+                "email %s: event %s not sent to %s", self.name, event.get("id"), "; ".join(problems)
+            )
+        if not out and event.get("test") is True:
+            raise PermanentHandlerError(
+                f"{where}: the event names no {', '.join(o.roles)}: nobody to send it to"
+            )
+        return out
+
     async def deliver(self, event: dict[str, Any]) -> None:
         if not self.options.digest_minutes:
+            to = await self.recipients(event)
+            if not to:
+                log.info(
+                    "email %s: event %s names no %s: nothing sent",
+                    self.name,
+                    event.get("id"),
+                    ", ".join(self.options.roles),
+                )
+                return
             try:
-                msg = self.compose([event])
+                msg = self.compose([event], to=to)
             except ValueError as exc:
                 raise PermanentHandlerError(f"email {self.name}: {exc}") from None
             await self.send(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -62,3 +63,22 @@ def validate_handler_settings(handler: Any, *, field: str) -> Any:
         from poller.config import ConfigErrors
 
         raise ConfigErrors(errors) from None
+
+
+def unwatched(options: Any, watch: Iterable[str], *, field: str) -> list[ConfigError]:
+    """What a handler's options need from `[poller] watch` and do not get: personal
+    routing (`to`, `mention`) needs the stored `people`. Options say so with
+    `needs_watch() -> {setting: watch entry}`."""
+    needs = getattr(options, "needs_watch", None)
+    if not callable(needs):
+        return []
+    watched = set(watch)
+    return [
+        ConfigError(
+            f"{field}.{setting}",
+            f"needs {kind!r} in [poller] watch: the people named are looked up among the"
+            f" {kind} the poller stores (add {kind!r} to watch, or leave watch out: all)",
+        )
+        for setting, kind in needs().items()
+        if kind not in watched
+    ]

@@ -491,7 +491,7 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         # keyword arguments: a config file must not be able to reach them.
         if not isinstance(key, str) or key.startswith("_"):
             raise ConfigError(str(key), "unknown setting")
-    from handlers.registry import validate_handler_settings
+    from handlers.registry import unwatched, validate_handler_settings
 
     errors: list[ConfigError] = []
     settings: Settings | None = None
@@ -511,11 +511,14 @@ def parse_settings(data: dict[str, Any]) -> Settings:
                 continue  # already reported by Settings
     for index, handler in handlers:
         try:
-            validate_handler_settings(handler, field=f"handlers[{index}]")
+            options = validate_handler_settings(handler, field=f"handlers[{index}]")
         except ConfigErrors as exc:
             errors += exc.errors
         except ConfigError as exc:
             errors.append(exc)
+        else:
+            if settings is not None:
+                errors += unwatched(options, settings.poller.watch, field=f"handlers[{index}]")
     if errors:
         sources = _env_sources()
         errors = [with_env_source(e, sources) for e in errors]

@@ -238,3 +238,24 @@ async def test_added_then_trashed_silently_ends_with_the_trash(sim: Harness) -> 
     assert got == [("todo_created", todo, "activity"), ("todo_trashed", todo, "diff")]
     await sim.cycle(advance=4000)
     assert sim.new_events() == []
+
+
+async def test_a_todo_heard_of_through_a_comment_and_gone_again_ends_with_the_trash(
+    sim: Harness,
+) -> None:
+    """Added silently, commented in the feed, trashed silently, all before one poll: the
+    comment's event told the stream about the to-do, so its end is told too (the same
+    proof as above: 404 and absent from a complete listing). Found by a random run of the
+    model state machine, whose oracle first counted only the to-do's own activities."""
+    ids = await baseline(sim)
+    a = sim.account
+    todo = a.create_todo(ids["list"], "Hidden", by=ids["ann"], silent=True)
+    sim.clock.advance(2)
+    a.add_comment("todo", todo, "A word", by=ids["bob"])
+    sim.clock.advance(2)
+    a.trash_todo(todo, silent=True)
+    await sim.cycle()
+    got = [(e["kind"], e["recording"]["id"], e["source"]) for e in sim.new_events()]
+    assert got == [("comment_created", todo, "activity"), ("todo_trashed", todo, "diff")]
+    await sim.cycle(advance=4000)
+    assert sim.new_events() == []

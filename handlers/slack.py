@@ -12,7 +12,18 @@ Two modes, exactly one of:
   (`thread_ts`), also shown in the channel (`reply_broadcast: true`) when their kind
   matches a `reply_broadcast` glob. The thread map is durable (see handlers/_slack_threads.py),
   so threads survive a restart. A crash between Slack's answer and the map's commit posts
-  the parent again on redelivery (at least once, like every delivery).
+  the parent again on redelivery (at least once, like every delivery). A reply Slack
+  refuses because the parent is gone (deleted in Slack: `thread_not_found`, or
+  `message_not_found`) is posted as a new parent instead, which becomes the item's thread.
+* `mention` (with `token`): "assignee", "creator" and/or "subscribers" of the item (see
+  handlers/_recipients.py) are @-mentioned (`mentions` in the template; the default puts
+  them at the end of the first line). Each person's e-mail address comes from the people
+  the poller stores, their Slack user from `users.lookupByEmail` (scope
+  `users:read.email`), cached in memory and in the thread map's file (a week). Mentions
+  never hold a message back: a person who cannot be mentioned (not stored, no address,
+  `users_not_found`, a deactivated Slack user) is left out, with one warning per person
+  per run. Errors of the look-up itself are those of the Web API below (a missing scope
+  dead-letters with its reason).
 
 The webhook URL and the token are credentials: SecretStr (or `*_env` / `*_file`), never in
 errors, logs or reprs. The message comes from a Jinja2 template (`template` overrides the
@@ -39,11 +50,12 @@ import logging
 import sqlite3
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from handlers import _http
+from handlers._recipients import ROLES, Role, resolve
 from handlers._slack_threads import Key, ThreadMap, threads_path
 from handlers.base import HandlerContext, HandlerOptions
 from handlers.templates import compile_template, default_source, event_context, render
@@ -68,6 +80,15 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 RATE_LIMITED_ERRORS = frozenset({"ratelimited", "rate_limited"})
+# chat.postMessage with a `thread_ts` whose parent is gone: start a new thread
+THREAD_GONE_ERRORS = frozenset({"thread_not_found", "message_not_found"})
+# users.lookupByEmail: nobody in the workspace has that address
+USER_NOT_FOUND_ERRORS = frozenset({"users_not_found", "user_not_found"})
+
+
+class _ThreadGone(HandlerError):
+    """Slack refused a reply: the thread's parent is gone."""
+
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +130,10 @@ class SlackOptions(HandlerOptions):
     api_url: str = Field(DEFAULT_API_URL, description="Slack Web API base URL (token)")
     reply_broadcast: tuple[str, ...] = Field(
         (), description="kind globs whose thread replies are also shown in the channel (token)"
+    )
+    mention: tuple[Role, ...] = Field(
+        (),
+        description='"assignee", "creator", "subscribers" of the item to @-mention (token)',
     )
     template: str | None = Field(None, description="Jinja2 mrkdwn template for the text")
     timeout: float = Field(10, gt=0, description="seconds, connect and read")
@@ -165,6 +190,22 @@ class SlackOptions(HandlerOptions):
     def _api_url(cls, value: str) -> str:
         return _http.check_http_url(value).rstrip("/")
 
+    @field_validator("mention", mode="before")
+    @classmethod
+    def _one_mention(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list | tuple):
+            unknown = [v for v in value if v not in ROLES]
+            if unknown:
+                raise ValueError(f"unknown {unknown[0]!r}; known: {', '.join(ROLES)}")
+            return list(dict.fromkeys(value))
+        return value
+
+    def needs_watch(self) -> dict[str, str]:
+        """Setting -> the `[poller] watch` entry it needs (checked with the config)."""
+        return {"mention": "people"} if self.mention else {}
+
     @field_validator("template")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
@@ -183,6 +224,8 @@ class SlackOptions(HandlerOptions):
                 raise ValueError("reply_broadcast goes with token (threads need the Web API)")
             if self.api_url != DEFAULT_API_URL:
                 raise ValueError("api_url goes with token (the Web API)")
+            if self.mention:
+                raise ValueError("mention goes with token (users.lookupByEmail is the Web API)")
         return self
 
 
@@ -196,6 +239,9 @@ class SlackHandler:
         self._template = compile_template(source)
         self._url = options.webhook_url.get_secret_value() if options.webhook_url else ""
         self._token = options.token.get_secret_value() if options.token else ""
+        self._people = context.people
+        self._users: dict[str, str | None] = {}  # e-mail (lower case) -> Slack user id
+        self._warned: set[str] = set()
         self._threads: ThreadMap | None = None
         if options.token is not None:
             assert options.channel is not None  # the Options check it
@@ -212,17 +258,20 @@ class SlackHandler:
         mode = "web api" if self._token else "webhook"
         return f"SlackHandler(name={self.name!r}, mode={mode!r})"
 
-    def _text(self, event: dict[str, Any]) -> str:
-        text = render(self._template, event_context(event)).strip()
+    def _text(self, event: dict[str, Any], mentions: str = "") -> str:
+        context = event_context(event)
+        context["mentions"] = mentions
+        text = render(self._template, context).strip()
         if not text:
             raise ValueError("the template rendered an empty message")
         return truncate_mrkdwn(text, self.options.max_length)
 
-    def message(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The JSON payload for one event (Web API mode: a parent message, with `channel`).
-        Raises ValueError if the template fails."""
+    def message(self, event: dict[str, Any], mentions: str = "") -> dict[str, Any]:
+        """The JSON payload for one event (Web API mode: a parent message, with `channel`),
+        `mentions` ("<@U…> <@U…>") for the template. Raises ValueError if the template
+        fails."""
         payload: dict[str, Any] = {
-            "text": self._text(event),
+            "text": self._text(event, mentions),
             "unfurl_links": False,
             "unfurl_media": False,
         }
@@ -230,9 +279,11 @@ class SlackHandler:
             payload = {"channel": self.options.channel, **payload}
         return payload
 
-    def reply(self, event: dict[str, Any], channel_id: str, thread_ts: str) -> dict[str, Any]:
+    def reply(
+        self, event: dict[str, Any], channel_id: str, thread_ts: str, mentions: str = ""
+    ) -> dict[str, Any]:
         """The chat.postMessage payload of a reply in the thread `thread_ts`."""
-        payload = {**self.message(event), "channel": channel_id, "thread_ts": thread_ts}
+        payload = {**self.message(event, mentions), "channel": channel_id, "thread_ts": thread_ts}
         kind = str(event.get("kind") or "")
         if any(fnmatchcase(kind, glob) for glob in self.options.reply_broadcast):
             payload["reply_broadcast"] = True
@@ -263,6 +314,12 @@ class SlackHandler:
                 f"{payload}\n\n"
                 "(the first event about an item; later ones reply in its thread with the same"
                 " text and thread_ts, reply_broadcast for kinds listed in reply_broadcast)"
+                + (
+                    f"\n(with the item's {', '.join(self.options.mention)} @-mentioned, looked"
+                    " up when it is delivered)"
+                    if self.options.mention
+                    else ""
+                )
             )
         return f"POST <the Slack incoming webhook_url>\ncontent-type: application/json\n\n{payload}"
 
@@ -340,11 +397,31 @@ class SlackHandler:
                 raise HandlerError(
                     f"{where}: cannot read the thread map {threads.path}: {exc}"
                 ) from None
+        mentions = await self._mentions(event, threads)
         try:
-            payload = self.message(event) if thread is None else self.reply(event, *thread)
+            payload = (
+                self.message(event, mentions)
+                if thread is None
+                else self.reply(event, *thread, mentions)
+            )
         except ValueError as exc:
             raise PermanentHandlerError(f"{where}: {exc}") from None
-        answer = await self._call("chat.postMessage", payload, where=where)
+        gone: tuple[str, str] | None = None
+        try:
+            answer = await self._call("chat.postMessage", payload, where=where)
+        except _ThreadGone as exc:
+            assert thread is not None
+            log.warning(
+                "slack %s: the thread %s of %s is gone (%s): posting a new parent",
+                self.name,
+                thread[1],
+                key,
+                str(exc).rpartition(": ")[2],
+            )
+            gone, thread = thread, None
+            answer = await self._call(
+                "chat.postMessage", self.message(event, mentions), where=where
+            )
         if thread is not None or key is None:
             return
         ts, channel_id = answer.get("ts"), answer.get("channel") or self.options.channel
@@ -352,7 +429,10 @@ class SlackHandler:
             log.warning("slack %s: chat.postMessage answered no ts: no thread for it", self.name)
             return
         try:
-            await asyncio.to_thread(threads.put, key, channel_id, ts)
+            if gone is not None:
+                await asyncio.to_thread(threads.replace, key, gone[1], channel_id, ts)
+            else:
+                await asyncio.to_thread(threads.put, key, channel_id, ts)
         except (OSError, sqlite3.Error) as exc:  # posted: a retry would post it twice
             log.warning(
                 "slack %s: posted, but the thread map %s was not written (%s): the next event"
@@ -362,20 +442,98 @@ class SlackHandler:
                 exc,
             )
 
-    async def _call(self, method: str, payload: dict[str, Any], *, where: str) -> dict[str, Any]:
-        """POST a Web API method; the answer when `ok`, else the error the dispatcher needs."""
+    # -- mentions ---------------------------------------------------------------------------
+
+    def _warn_once(self, what: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("slack %s: not mentioned: %s", self.name, what)
+
+    async def _mentions(self, event: dict[str, Any], threads: ThreadMap) -> str:
+        """`<@U…>` of each person `mention` names that Slack knows, space-separated."""
+        if not self.options.mention:
+            return ""
+        where = f"slack {self.name}"
+        try:
+            found = await asyncio.to_thread(resolve, event, self.options.mention, self._people)
+        except (OSError, sqlite3.Error) as exc:
+            raise HandlerError(f"{where}: cannot read the stored people: {exc}") from None
+        for problem in found.problems:
+            self._warn_once(problem)
+        out: list[str] = []
+        for person in found.people:
+            assert person.email is not None  # resolve() keeps only people with one
+            user = await self._slack_user(person.email, threads)
+            if user is None:
+                self._warn_once(
+                    f"{person.name} (person {person.id}): no Slack user has {person.email}"
+                )
+            elif f"<@{user}>" not in out:
+                out.append(f"<@{user}>")
+        return " ".join(out)
+
+    async def _slack_user(self, email: str, threads: ThreadMap) -> str | None:
+        """The Slack user id of `email`: cached in memory, then in the thread map's file,
+        else `users.lookupByEmail` (None: nobody in Slack has it)."""
+        key = email.lower()
+        if key in self._users:
+            return self._users[key]
+        try:
+            cached = await asyncio.to_thread(threads.user, key)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("slack %s: cannot read the user cache %s: %s", self.name, threads.path, exc)
+            cached = None
+        if cached is not None:
+            self._users[key] = cached
+            return cached
+        where = f"slack {self.name}: users.lookupByEmail"
+        try:
+            answer = await self._call(
+                "users.lookupByEmail", {"email": email}, where=where, form=True
+            )
+        except PermanentHandlerError as exc:
+            if str(exc).rpartition(": ")[2] == "missing_scope":
+                raise PermanentHandlerError(
+                    f"{exc} (mention needs the bot token scope users:read.email)"
+                ) from None
+            raise
+        except HandlerError as exc:
+            if str(exc).rpartition(": ")[2] not in USER_NOT_FOUND_ERRORS:
+                raise
+            answer = {}
+        user = answer.get("user") if isinstance(answer.get("user"), dict) else {}
+        uid = user.get("id") if isinstance(user, dict) and not user.get("deleted") else None
+        if not isinstance(uid, str) or not uid:
+            self._users[key] = None  # for this run: someone may join Slack later
+            return None
+        self._users[key] = uid
+        try:
+            await asyncio.to_thread(threads.put_user, key, uid)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning(
+                "slack %s: cannot write the user cache %s: %s", self.name, threads.path, exc
+            )
+        return uid
+
+    async def _call(
+        self, method: str, payload: dict[str, Any], *, where: str, form: bool = False
+    ) -> dict[str, Any]:
+        """POST a Web API method (a JSON body, or a form when `form`); the answer when
+        `ok`, else the error the dispatcher needs."""
         import httpx
 
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        if form:
+            body = urlencode(payload).encode()
+            content_type = "application/x-www-form-urlencoded"
+        else:
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            content_type = "application/json; charset=utf-8"
         try:
             reply = await _http.post(
                 self._client,
                 f"{self.options.api_url}/{method}",
                 content=body,
-                headers={
-                    "content-type": "application/json; charset=utf-8",
-                    "authorization": f"Bearer {self._token}",
-                },
+                headers={"content-type": content_type, "authorization": f"Bearer {self._token}"},
             )
         except httpx.HTTPError as exc:
             detail = self._scrub(_http.describe_transport_error(exc))
@@ -397,6 +555,8 @@ class SlackHandler:
             raise HandlerError(f"{where}: {error} (rate limited)", retry_after=retry_after)
         if error in PERMANENT_ERRORS:
             raise PermanentHandlerError(f"{where}: {error}")
+        if error in THREAD_GONE_ERRORS and "thread_ts" in payload:
+            raise _ThreadGone(f"{where}: {error}")
         raise HandlerError(f"{where}: {error}", retry_after=retry_after)
 
     async def aclose(self) -> None:

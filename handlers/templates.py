@@ -12,7 +12,8 @@ Context of every template: `event` (the envelope dict), and the convenience stri
 `action`, `what`, `title`, `link`, `project_name`, `kind`, `summary`, `time` (HH:MM:SS)
 and `when` (date, time and zone), both in `[poller] timezone`, and `changed` (lines saying
 what changed: a comment's text and link, old -> new due date, assignee, title, a word diff
-of a text). Email
+of a text), `mentions` (Slack with `mention`: the `<@U…>` of the people mentioned,
+space-separated; "" otherwise). Email
 templates also get `events` (a list of such contexts, one per event, capped), `count` (the
 number of events) and `omitted` (how many were left out of `events`).
 """
@@ -44,6 +45,7 @@ EVENT_NAMES = frozenset(
         "time",
         "when",
         "changed",
+        "mentions",
     }
 )
 DIGEST_NAMES = EVENT_NAMES | {"events", "groups", "count", "omitted"}
@@ -99,6 +101,7 @@ def event_context(event: dict[str, Any]) -> dict[str, Any]:
         "time": fmt.clock(event),
         "when": fmt.when(event),
         "changed": fmt.changed(event),
+        "mentions": "",
     }
 
 

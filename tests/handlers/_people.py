@@ -71,4 +71,14 @@ def routed_event(
         "subscribers": [_ref(p) for p in subscribers],
     }
     event["details"] = {"record": record}
+    verb = _VERBS.get(kind, kind.replace("_", " "))
+    event["summary"] = f"{event['creator']['name']} {verb}: {event['recording']['title']}"
     return event
+
+
+_VERBS = {
+    "todo_created": "created a to-do",
+    "todo_completed": "completed a to-do",
+    "comment_created": "commented on a to-do",
+    "todo_assignment_changed": "re-assigned a to-do",
+}

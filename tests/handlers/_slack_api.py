@@ -1,7 +1,9 @@
 """A local stand-in for the Slack Web API (a real HTTP server on loopback, stdlib, in a
-thread): checks the bearer token, answers `auth.test` and `chat.postMessage` (with an
-increasing `ts`, checking that a `thread_ts` names a parent it posted in that channel),
-records every request, and can be told to fail the next calls."""
+thread): checks the bearer token, answers `auth.test`, `chat.postMessage` (with an
+increasing `ts`, checking that a `thread_ts` names a parent it posted in that channel and
+that was not deleted since: `delete(ts)` deletes one, as someone could in Slack) and
+`users.lookupByEmail` (a form or JSON `email`; `users` maps addresses to user ids, any
+case), records every request, and can be told to fail the next calls."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -38,6 +41,9 @@ class SlackAPI:
         self.calls: list[Call] = []
         self.failures: list[Failure] = []  # consumed in order, one per call
         self.messages: list[dict[str, Any]] = []  # what was posted, with its ts
+        self.deleted: list[dict[str, Any]] = []  # messages deleted (`delete`)
+        self.users = {"ann@example.test": "U0ANN", "bob@example.test": "U0BOB"}
+        self.deactivated: set[str] = set()  # user ids of deactivated accounts
         self._ts = 0
         self.lock = threading.Lock()
 
@@ -50,12 +56,30 @@ class SlackAPI:
     def posts(self) -> list[dict[str, Any]]:
         return [c.body for c in self.calls if c.method == "chat.postMessage"]
 
+    @property
+    def lookups(self) -> list[str]:
+        """The addresses `users.lookupByEmail` was asked about, in order."""
+        return [str(c.body.get("email")) for c in self.calls if c.method == "users.lookupByEmail"]
+
+    def delete(self, ts: str) -> None:
+        """Delete the message `ts` (a parent: its thread is gone for new replies)."""
+        with self.lock:
+            [message] = [m for m in self.messages if m["ts"] == ts]
+            self.messages.remove(message)
+            self.deleted.append(message)
+
     def answer(
         self, method: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, Any, dict[str, str]]:
         with self.lock:
+            form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
             try:
-                body = json.loads(raw)
+                if form:
+                    body = {
+                        k: v[-1] for k, v in parse_qs(raw.decode(), strict_parsing=True).items()
+                    }
+                else:
+                    body = json.loads(raw)
             except ValueError:
                 body = {"unreadable": raw.decode(errors="replace")}
             self.calls.append(Call(method, headers, body))
@@ -68,6 +92,15 @@ class SlackAPI:
                 return 200, {"ok": False, "error": "not_authed"}, {}
             if auth != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
+            if method == "users.lookupByEmail":  # a form or JSON
+                email = str(body.get("email") or "")
+                if not email:
+                    return 200, {"ok": False, "error": "invalid_arguments"}, {}
+                uid = self.users.get(email.lower())
+                if uid is None:
+                    return 200, {"ok": False, "error": "users_not_found"}, {}
+                user = {"id": uid, "deleted": uid in self.deactivated, "profile": {"email": email}}
+                return 200, {"ok": True, "user": user}, {}
             if not headers.get("content-type", "").startswith("application/json"):
                 return 200, {"ok": False, "error": "invalid_form_data"}, {}
             if method == "auth.test":

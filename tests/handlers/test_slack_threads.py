@@ -151,6 +151,52 @@ async def test_threads_survive_a_restart(context: HandlerContext, api: SlackAPI)
     assert (context.state_dir / "slack-threads-other.db").exists()
 
 
+async def test_a_thread_whose_parent_was_deleted_starts_again(
+    context: HandlerContext, api: SlackAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    await _deliver(_handler(context, api), _event("todo_created"), _event("comment_created"))
+    old_parent = api.messages[0]["ts"]
+    api.delete(old_parent)  # someone deleted the parent in Slack
+
+    handler = _handler(context, api, reply_broadcast=["todo_completed"])
+    await _deliver(handler, _event("todo_completed"), _event("todo_due_date_changed"))
+    # the reply was refused (thread_not_found), then posted as a new parent, which is
+    # the item's thread from then on
+    refused, new_parent, reply = api.posts[2:]
+    assert refused["thread_ts"] == old_parent and refused["reply_broadcast"] is True
+    assert "thread_ts" not in new_parent and "reply_broadcast" not in new_parent
+    assert new_parent["channel"] == "#bcx" and new_parent["text"] == refused["text"]
+    new_ts = api.messages[1]["ts"]  # [old reply, new parent, reply]
+    assert reply["thread_ts"] == new_ts
+    assert [m.get("thread_ts") for m in api.messages] == [old_parent, None, new_ts]
+    assert _rows(context)[0][6] == new_ts
+    assert "is gone (thread_not_found): posting a new parent" in caplog.text
+
+    # after a restart too
+    await _deliver(_handler(context, api), _event("todo_trashed"))
+    assert api.messages[-1]["thread_ts"] == new_ts
+
+
+async def test_a_deleted_parent_whose_new_parent_fails_is_retried(
+    context: HandlerContext, api: SlackAPI
+) -> None:
+    await _deliver(_handler(context, api), _event("todo_created"))
+    old_parent = api.messages[0]["ts"]
+    api.delete(old_parent)
+    handler = _handler(context, api)
+    try:
+        api.failures += [Failure("thread_not_found"), Failure("ratelimited", 429)]
+        with pytest.raises(HandlerError, match="rate limited"):
+            await handler.deliver(_event("todo_completed"))
+        assert _rows(context)[0][6] == old_parent  # nothing posted: the map is as it was
+        await handler.deliver(_event("todo_completed"))  # the retry: a new parent
+    finally:
+        await handler.aclose()
+    assert [m.get("thread_ts") for m in api.messages] == [None]
+    assert _rows(context)[0][6] == api.messages[0]["ts"] != old_parent
+
+
 async def test_an_event_without_an_item_is_a_top_level_message(
     context: HandlerContext, api: SlackAPI
 ) -> None:

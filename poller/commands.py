@@ -260,6 +260,10 @@ async def _authorize(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    from poller.shards import for_shard, shard_of
+
+    # the tokens go to the state file of the shard that polls the account
+    settings = for_shard(settings, shard_of(account.id, settings.poller.shards))
     store = _cli()._store(settings)
     try:
         store.save_token(account.id, tokens.access_token, tokens.refresh_token, tokens.expires_at)
@@ -626,9 +630,35 @@ def register(sub: Any, add: Add) -> None:
     p.add_argument("--account", type=int, help="only this account id")
     p.add_argument("--limit", type=int, default=1000, help="at most this many, the most recent")
     p.add_argument("--json", action="store_true", help="the event envelopes as a JSON list")
+    _cli().add_shard_option(p)
 
     p = add("backfill", "replay the activity feed since a timestamp to the handlers", cmd_backfill)
     p.add_argument("--since", required=True, help="ISO 8601 timestamp, or 2d, 12h, ...")
     p.add_argument("--account", type=int, help="only this account id")
     p.add_argument("--max-pages", type=int, help="page cap (default: poller.max_pages)")
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    _cli().add_shard_option(p)
+
+    p = add(
+        "reshard",
+        "move accounts' state to another number of shards (daemons stopped)",
+        cmd_reshard,
+    )
+    p.add_argument(
+        "--to", type=int, required=True, metavar="N", help="the new number of shards (1..1024)"
+    )
+    p.add_argument(
+        "--state-path",
+        metavar="TEMPLATE",
+        help="where the new shard files go, with {shard} in it when N > 1 (default:"
+        " poller.state_path); set poller.state_path to it afterwards",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say how many accounts would move, write nothing"
+    )
+
+
+def cmd_reshard(args: argparse.Namespace) -> int:
+    from poller.reshard import cmd_reshard as run_reshard  # sqlite work: only for `reshard`
+
+    return run_reshard(args)

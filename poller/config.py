@@ -29,8 +29,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -60,6 +62,14 @@ class _Strict(BaseModel):
 class PollerSettings(_Strict):
     """`[poller]`: what to watch and how often."""
 
+    # before state_path: its validator reads it
+    shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="processes the accounts are split over (each runs with --shard K);"
+        " changing it needs `bcx-poller reshard` first",
+    )
     state_path: Path = Path("/var/lib/bcx-poller/state.db")
     interval: float = Field(30, gt=0, description="seconds between cycles")
     reconcile_interval: float = Field(
@@ -93,6 +103,18 @@ class PollerSettings(_Strict):
         description="IANA zone for human-facing times (console, e-mail, Slack);"
         " default: the machine's",
     )
+
+    @field_validator("state_path")
+    @classmethod
+    def _one_file_per_shard(cls, value: Path, info: ValidationInfo) -> Path:
+        shards = info.data.get("shards", 1)
+        if isinstance(shards, int) and shards > 1 and "{shard}" not in str(value):
+            raise ValueError(
+                f"with shards = {shards} each shard needs a state file of its own: put"
+                ' {shard} in the path (e.g. "/var/lib/bcx-poller/{shard}/state.db");'
+                " two shards cannot share one file"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -350,6 +372,8 @@ class Settings(BaseSettings):
 
     poller: PollerSettings = PollerSettings()
     accounts: tuple[AccountSettings, ...] = ()
+    # the shard these settings were narrowed to (`poller.shards.for_shard`), None: not yet
+    _shard: int | None = PrivateAttr(None)
     handlers: tuple[HandlerSettings, ...] = ()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -14,6 +14,13 @@ A handler type is a class with
 * optionally `async probe(self) -> str`: reach the target without sending an event
   (connect, handshake, log in) and say what was reached, or raise `HandlerError`;
   `bcx-poller check --online` calls it.
+* optionally `start(self, settings) -> None`: called once the handlers are built (`run`,
+  `once`, a reload, `check --online`, `test-handler`, `render`), with the handler's
+  `HandlerSettings` (its retry policy included), before any delivery. Raise `ConfigError`
+  (the field relative to the handler: `"stream"`) to refuse to start: the command exits 2
+  naming `handlers[N].stream`, and a reload keeps the running handlers. It runs
+  synchronously inside the event loop, so it must be quick and bounded (the broker
+  handlers check with a short-lived connection of their own in a worker thread).
 
 An event with `"test": true` is a test sent by `bcx-poller test-handler`: a handler that
 writes for people shows it (the built-ins put `[test]` before who did it).

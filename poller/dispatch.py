@@ -28,7 +28,7 @@ import structlog
 from handlers.base import Handler, HandlerContext
 from handlers.registry import handler_class, validate_handler_settings
 from poller.config import HandlerSettings
-from poller.errors import HandlerError, PermanentHandlerError
+from poller.errors import ConfigError, HandlerError, PermanentHandlerError
 from poller.logs import mask_text
 from poller.store import Delivery, Store
 
@@ -64,6 +64,13 @@ def build_targets(
         options = validate_handler_settings(hs, field=f"handlers[{index}]")
         context = HandlerContext(name=hs.name, state_dir=state_dir, people=people)
         out[hs.name] = Target(hs, cls(options, context))
+    for index, target in enumerate(out.values()):
+        start = getattr(target.handler, "start", None)  # optional: see handlers/base.py
+        if start is not None:
+            try:
+                start(target.settings)
+            except ConfigError as exc:
+                raise ConfigError(f"handlers[{index}].{exc.field}", exc.reason) from None
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from handlers.slack import SlackHandler
 from poller.config import parse_settings
 from poller.errors import ConfigError, HandlerError, PermanentHandlerError
 from poller.people import StoredPeople
+from poller.store import Store
+from tests.delivery._support import FakeClock, commit, dispatcher, settings
 from tests.handlers._people import ANN, BOB, CAROL, NOMAIL, STRANGER, routed_event, store_people
 from tests.handlers._slack_api import Failure, SlackAPI, slack_api
 
@@ -213,3 +216,35 @@ def test_mention_needs_people_watched_and_the_web_api(tmp_path: Path) -> None:
     assert s.handlers[0].options["mention"] == ["creator"]
     assert TOKEN not in str(unwatched.value) + str(bad.value)
     assert ANN  # the people the other tests mention
+
+
+# -- through the real Store and Dispatcher ------------------------------------------------
+
+
+async def test_pipeline_mentions_from_the_people_of_the_state_database(
+    tmp_path: Path, api: SlackAPI
+) -> None:
+    s = settings(
+        tmp_path,
+        f"""
+[[handlers]]
+name = "team"
+type = "slack"
+token = "{TOKEN}"
+channel = "#bcx"
+api_url = "{api.url}"
+mention = "assignee"
+""",
+    )
+    store_people(s.poller.state_path).close()
+    store = Store(s.poller.state_path)
+    try:
+        commit(store, s, [routed_event(n=1), routed_event(kind="comment_created", n=2)])
+        d = dispatcher(store, s, clock=FakeClock(time.time() + 1))
+        assert await d.deliver_due() == 2
+        await d.aclose()
+    finally:
+        store.close()
+    assert [line.endswith(" <@U0ANN>") for line in _first_lines(api)] == [True, True]
+    assert api.lookups == ["ann@example.test"]
+    assert [m.get("thread_ts") for m in api.messages] == [None, api.messages[0]["ts"]]

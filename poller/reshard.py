@@ -336,7 +336,7 @@ def reshard(
         print(f"  {line}")
     print(
         f"then start shards 0..{to - 1} (systemd: systemctl enable --now"
-        f" 'bcx-poller@{{0..{to - 1}}}'; Kubernetes: replicas: {to}). Until then a daemon"
+        f" bcx-poller@{{0..{to - 1}}}; Kubernetes: replicas: {to}). Until then a daemon"
         " started with the old shard count exits 2, naming both counts."
     )
     return 0

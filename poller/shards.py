@@ -2,12 +2,12 @@
 
 `[poller] shards = N` splits the configured accounts over N processes. Shard K polls the
 accounts whose id `jump_hash`es to K, keeps them in its own state file (`state_path` with
-`{shard}` replaced by K) and is started with `--shard K` (or `$BCX_POLLER_SHARD`). The
-mapping is a jump consistent hash (Lamping & Veach, "A Fast, Minimal Memory, Consistent
-Hash Algorithm", 2014): going from N to N+1 shards moves about 1/(N+1) of the accounts,
-all of them to the new shard. Its key is a stable 64-bit digest of the account id (the
-first 8 bytes of BLAKE2b of the decimal id): the same on every machine, Python version
-and run, unlike `hash()`.
+`{shard}` replaced by K; `metrics.listen` too, for shards sharing a host) and is started
+with `--shard K` (or `$BCX_POLLER_SHARD`). The mapping is a jump consistent hash (Lamping
+& Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm", 2014): going from N to N+1
+shards moves about 1/(N+1) of the accounts, all of them to the new shard. Its key is a
+stable 64-bit digest of the account id (the first 8 bytes of BLAKE2b of the decimal id):
+the same on every machine, Python version and run, unlike `hash()`.
 
 Each state file records the shard it belongs to and the shard count (`Store.claim_shard`);
 opening it as another shard, or with another count, is a configuration error (exit 2)
@@ -121,7 +121,14 @@ def for_shard(settings: Settings, shard: int | None) -> Settings:
         update={"state_path": shard_path(settings.poller.state_path, shard)}
     )
     accounts = tuple(a for a in settings.accounts if shard_of(a.id, count) == shard)
-    chosen = settings.model_copy(update={"poller": poller, "accounts": accounts})
+    metrics = settings.metrics
+    if metrics.listen and PLACEHOLDER in metrics.listen:  # shards on one host: a port each
+        metrics = metrics.model_copy(
+            update={"listen": metrics.listen.replace(PLACEHOLDER, str(shard))}
+        )
+    chosen = settings.model_copy(
+        update={"poller": poller, "accounts": accounts, "metrics": metrics}
+    )
     chosen._shard = shard
     return chosen
 

@@ -27,7 +27,7 @@ from tests.conftest import Harness
 from tests.delivery._support import cycle, handlers_toml, run_cli, sim_settings
 
 # Quick retries, enough attempts that nothing dead-letters while a broker is down; the
-# longest retry span is then 99 x (0.1 s x 1.2 + the 2 s timeout) + 2 s, about 212 s.
+# longest retry span is then 98 x 0.1 s + 0.06 s + 100 attempts x the 2 s timeout, ~210 s.
 FAST = {"retry_initial": 0.05, "retry_max": 0.1, "max_attempts": 100, "timeout": 2}
 ONLY = {"kinds": ["todo_created"]}
 WINDOW = 3600.0  # the stream's duplicate window: longer than that span

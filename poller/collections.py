@@ -15,6 +15,22 @@ step is applied, so a step plans only requests that no earlier answer of it can 
 each item at most once (a repeated URL waits for its turn). Detection is therefore the
 same whatever `max_in_flight` is and whichever answer comes first. Listings and the feed
 stay one page after the other (`BasecampClient.get_list`).
+
+Several projects in flight (`fetch_project` / `apply_project`, driven by `poll._relist`):
+what a project's re-list reads before any diff decides anything (its own GET, its due
+sections' listings) is fetched ahead for the next projects while the current one is
+diffed and committed; the diff of each still runs after the previous project's commit.
+
+Why a listing's page N+1 is not requested before page N has answered: Basecamp's pages
+are offsets into a list that can change between two reads. Read in order, an item
+inserted before the boundary between the reads pushes the last item of page N onto page
+N+1 too: a duplicate, dropped by id. Read out of order (page N+1 served first, then an
+insert, then page N), that item is on neither page: a skip. For the feed (newest first,
+every new event an insert at the top) a skip is an activity lost for good once the cursor
+has moved past it, so feed pages must stay in order; for a section listing a skip would
+delay a new item to the next re-list or feed. Requesting page N+1 before page N's length
+is known would also cost a wasted request per listing. So pages stay one after the other
+and the concurrency comes from other listings and other projects instead.
 """
 
 from __future__ import annotations
@@ -409,30 +425,23 @@ async def sync_people(cycle: Cycle) -> None:
     await _settle(cycle, "Person", listed, det.active("Person"))
 
 
-async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
-    """Fetch the project (conditionally) and re-list the sections whose summary changed."""
-    det = cycle.detector
-    url = cycle.url(f"/projects/{pid}.json")
-    old = det.get("Project", pid)
+@dataclass
+class ProjectFetch:
+    """What `fetch_project` read of one project ahead of diffing it: the project's own
+    GET (None: 404) and its due sections' listings, started (`Cycle.listings`)."""
+
+    pid: int
+    url: str
+    force: set[str]
+    answer: Answer
+    listings: dict[str, asyncio.Task[Listing | NotModified]] = field(default_factory=dict)
+
+
+def _due_sections(
+    cycle: Cycle, force: set[str], old: Any, new_sections: dict[str, Any]
+) -> list[str]:
     old_sections = (old.data.get("meta", {}).get("sections") if old else None) or {}
-    if cycle.unconditional:
-        force = set(SECTION_TYPES)
-    try:
-        res = await cycle.client.get(
-            url, validators=None if force else cycle.stored_validators(url)
-        )
-    except NotFound:
-        return  # settled by the next projects listing
-    if isinstance(res, NotModified):
-        return
-    record = parse_project(res.data, res.url)
-    cycle.keep_validators(url, res.validators)
-    if cycle.watched("Project"):
-        det.observe(record)
-    else:
-        det.remember(record)
-    new_sections = record.meta.get("sections", {})
-    due = [
+    return [
         section
         for section, types in SECTION_TYPES.items()
         if any(cycle.watched(t) for t in types)
@@ -442,14 +451,75 @@ async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
             or not old_sections
         )
     ]
-    prefetch_listings(
-        cycle, [path for section in due for path in _section_paths(cycle, section, pid)]
-    )
+
+
+async def fetch_project(cycle: Cycle, pid: int, force: set[str]) -> ProjectFetch:
+    """The requests of one project's re-list that no diff decides: its own GET
+    (conditional unless forced), then its due sections' listings, started together
+    (`prefetch_listings`; not with `max_in_flight = 1`). Reads nothing of the cycle's
+    detector: only the project's own stored record and validators, which no other
+    project's commit writes. So a project fetched while earlier ones are still being
+    diffed and committed (`poll._relist`) is diffed by `apply_project` exactly as if it
+    had been fetched then; only the moment Basecamp was read differs."""
+    url = cycle.url(f"/projects/{pid}.json")
+    if cycle.unconditional:
+        force = set(SECTION_TYPES)
     try:
+        res: Answer = await cycle.client.get(
+            url, validators=None if force else cycle.stored_validators(url)
+        )
+    except NotFound:
+        res = None
+    fetched = ProjectFetch(pid, url, force, res)
+    if isinstance(res, Fetched):
+        old = cycle.store.record(cycle.account_id, "Project", pid)
+        new_sections = parse_project(res.data, res.url).meta.get("sections", {})
+        due = _due_sections(cycle, force, old, new_sections)
+        listings, cycle.listings = cycle.listings, {}
+        try:
+            prefetch_listings(
+                cycle, [path for section in due for path in _section_paths(cycle, section, pid)]
+            )
+        finally:
+            fetched.listings, cycle.listings = cycle.listings, listings
+    return fetched
+
+
+async def apply_project(cycle: Cycle, fetched: ProjectFetch) -> None:
+    """Diff what `fetch_project` read: the project, then each due section in order (its
+    listings taken from those started, the single GETs and 404 checks the diff asks for
+    fetched here). Cancels the listings it did not use, whatever happens."""
+    cycle.listings.update(fetched.listings)
+    fetched.listings = {}
+    try:
+        res = fetched.answer
+        if res is None or isinstance(res, NotModified):
+            return  # 404: settled by the next projects listing; 304: nothing changed
+        det = cycle.detector
+        pid = fetched.pid
+        old = det.get("Project", pid)
+        record = parse_project(res.data, res.url)
+        cycle.keep_validators(fetched.url, res.validators)
+        if cycle.watched("Project"):
+            det.observe(record)
+        else:
+            det.remember(record)
+        due = _due_sections(cycle, fetched.force, old, record.meta.get("sections", {}))
         for section in due:
             await SECTION_SYNC[section](cycle, pid)
     finally:
         await _drop_listings(cycle)
+
+
+async def drop_fetch(fetched: ProjectFetch) -> None:
+    """Cancel the listings a fetched project started (it will not be applied)."""
+    await _cancel(list(fetched.listings.values()))
+    fetched.listings = {}
+
+
+async def sync_project(cycle: Cycle, pid: int, force: set[str]) -> None:
+    """Fetch the project (conditionally) and re-list the sections whose summary changed."""
+    await apply_project(cycle, await fetch_project(cycle, pid, force))
 
 
 def _section_paths(cycle: Cycle, section: str, pid: int) -> list[str]:
@@ -493,6 +563,10 @@ async def _drop_listings(cycle: Cycle) -> None:
     running, and no failure goes unretrieved."""
     pending = list(cycle.listings.values())
     cycle.listings.clear()
+    await _cancel(pending)
+
+
+async def _cancel(pending: list[asyncio.Task[Any]]) -> None:
     for task in pending:
         task.cancel()
     if pending:

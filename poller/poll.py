@@ -7,8 +7,9 @@
     commit    records + validators + cursor + events + delivery rows, one transaction
     re-list   when due (always on the first sync): /projects.json and /people.json, then
               each project (its changed sections only; every `full_recheck_interval` all
-              of them, without validators), each committed on its own; the account's
-              markers ("first sync done", "last re-list at") when every project is done
+              of them, without validators), each committed on its own, in order, while
+              the next `max_in_flight` projects are fetched; the account's markers
+              ("first sync done", "last re-list at") when every project is done
 
 The feed-driven part is atomic with its cursor: any error before its commit leaves the
 account as it was. A re-list is atomic per project: interrupted (an error, a deadline, a
@@ -21,6 +22,7 @@ What a project needs is loaded for it and released after it.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -33,10 +35,13 @@ from poller.client import BasecampClient
 from poller.collections import (
     TYPE_WATCH,
     Cycle,
+    ProjectFetch,
     apply_activities,
+    apply_project,
+    drop_fetch,
+    fetch_project,
     relist_forced,
     sync_people,
-    sync_project,
     sync_projects,
 )
 from poller.config import PollerSettings
@@ -243,6 +248,19 @@ def show_progress(
         pass
 
 
+async def _abandon(fetching: dict[int, asyncio.Task[ProjectFetch]]) -> None:
+    """Cancel the projects fetched ahead and not committed (the re-list failed or was
+    cancelled): nothing is left running, no failure goes unretrieved. Their listings are
+    dropped; the next cycle fetches those projects again."""
+    tasks = list(fetching.values())
+    fetching.clear()
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, ProjectFetch):  # it had finished: drop what it started
+            await drop_fetch(result)
+
+
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()
@@ -276,21 +294,42 @@ async def _relist(
         relist = Relist(projects=projects, unconditional=unconditional)
         commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
     total = len(relist.projects)
-    while relist.projects:
-        pid = relist.projects[0]
+    # Several projects in flight: the next `ahead` projects are fetched (their own GET and
+    # their section listings, `fetch_project`) while the first not done is diffed and
+    # committed. Each is diffed by a cycle made after the previous project's commit and
+    # committed in the order of `relist.projects`, so what is detected and committed, and
+    # where an interrupt resumes, are those of one project at a time.
+    ahead = settings.max_in_flight if settings.max_in_flight > 1 else 0
+    fetching: dict[int, asyncio.Task[ProjectFetch]] = {}
+    unconditional = relist.unconditional
+
+    def fetch(pid: int) -> asyncio.Task[ProjectFetch]:
         cycle = new_cycle()
-        cycle.unconditional = relist.unconditional
-        await sync_project(cycle, pid, set())
-        relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
-        commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
-        if baseline:  # a first sync of a big account takes a while: show progress
-            show_progress(
-                cycle.account_id,
-                done=total - len(relist.projects),
-                total=total,
-                client=cycle.client,
-                started=started,
-            )
+        cycle.unconditional = unconditional
+        return asyncio.ensure_future(fetch_project(cycle, pid, set()))
+
+    try:
+        while relist.projects:
+            for pid in relist.projects[: 1 + ahead]:
+                if pid not in fetching:
+                    fetching[pid] = fetch(pid)
+            pid = relist.projects[0]
+            fetched = await fetching.pop(pid)
+            cycle = new_cycle()
+            cycle.unconditional = relist.unconditional
+            await apply_project(cycle, fetched)
+            relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
+            commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
+            if baseline:  # a first sync of a big account takes a while: show progress
+                show_progress(
+                    cycle.account_id,
+                    done=total - len(relist.projects),
+                    total=total,
+                    client=cycle.client,
+                    started=started,
+                )
+    finally:
+        await _abandon(fetching)
     done = new_cycle()
     commit(
         done,

@@ -141,7 +141,9 @@ def _list_done(snap: Snapshot, list_id: int) -> bool:
 def expected_diffs(window: list[Any], start: Snapshot, end: Snapshot) -> Counter[tuple[Any, ...]]:
     """The diff-only events a window's changes must give (see the module docstring)."""
     exp: Counter[tuple[Any, ...]] = Counter()
+    # every to-do of either snapshot, and those made and trashed again within the window
     todo_ids = {rid for (k, rid) in start | end if k == "todo"}
+    todo_ids |= {c.id for c in window if c.type == "Todo"}
     for tid in todo_ids:
         s, e = start.get(("todo", tid)), end.get(("todo", tid))
         acts = [c for c in window if c.type == "Todo" and c.id == tid and c.activity_id]

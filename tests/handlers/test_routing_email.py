@@ -17,7 +17,8 @@ from poller.config import parse_settings
 from poller.errors import ConfigError, HandlerError, PermanentHandlerError
 from poller.people import StoredPeople
 from poller.store import Store
-from tests.delivery._support import FakeClock, commit, dispatcher, settings
+from tests.conftest import Harness
+from tests.delivery._support import FakeClock, commit, cycle, dispatcher, settings, sim_settings
 from tests.handlers._people import (
     ANN,
     BOB,
@@ -253,3 +254,56 @@ to = "assignee"
         " the people stored for account 999999999 (is `people` in [poller] watch? a new person"
         " is stored at the next re-list)"
     )
+
+
+# -- end to end: the simulator's people, a real poll, the real SMTP server ------------------
+
+
+async def test_from_a_real_poll_to_the_assignee_and_the_subscribers(sim: Harness) -> None:
+    a = sim.account
+    ann = a.add_person("Ann Able", "ann@example.test")
+    bob = a.add_person("Bob Baker", "bob@example.test")
+    chores = a.create_todolist(a.create_project("Garden"), "Chores")
+    boss, owner = a.people[a.owner_id].name, a.people[a.owner_id].email_address
+
+    with smtp_server() as (box, port):
+
+        def mail(name: str, to: Any) -> dict[str, Any]:
+            return {
+                "name": name,
+                "type": "email",
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "none",
+                "from_addr": FROM,
+                "to": to,
+                "kinds": ["todo_created", "comment_created"],
+            }
+
+        s = sim_settings(sim, [mail("assignee", "assignee"), mail("subscribers", ["subscribers"])])
+        await cycle(sim, s)  # the baseline stores the people
+        todo = a.create_todo(chores, "Water the plants", assignee=ann)
+        a.add_comment("todo", todo, "Tomorrow morning", by=bob)
+        await cycle(sim, s)
+        d = dispatcher(sim.store, s)
+        try:
+            await d.drain(within=1)
+        finally:
+            await d.aclose()
+    assert sim.store.deliveries() == []  # nothing pending, nothing dead
+    got = sorted((m["Subject"], m["To"]) for m in box.messages)
+    assert got == [
+        (
+            "[Garden] Bob Baker commented on a to-do: Water the plants",
+            "Ann Able <ann@example.test>",
+        ),
+        (
+            "[Garden] Bob Baker commented on a to-do: Water the plants",
+            f"{boss} <{owner}>, Bob Baker <bob@example.test>",
+        ),
+        (f"[Garden] {boss} created a to-do: Water the plants", "Ann Able <ann@example.test>"),
+        (
+            f"[Garden] {boss} created a to-do: Water the plants",
+            f"{boss} <{owner}>, Bob Baker <bob@example.test>",
+        ),
+    ]

@@ -19,7 +19,8 @@ Two modes, exactly one of:
   handlers/_recipients.py) are @-mentioned (`mentions` in the template; the default puts
   them at the end of the first line). Each person's e-mail address comes from the people
   the poller stores, their Slack user from `users.lookupByEmail` (scope
-  `users:read.email`), cached in memory and in the thread map's file (a week). Mentions
+  `users:read.email`), cached in memory and in the thread map's file (a week; an address
+  Slack did not know is asked about again after an hour, in memory only). Mentions
   never hold a message back: a person who cannot be mentioned (not stored, no address,
   `users_not_found`, a deactivated Slack user) is left out, with one warning per person
   per run. Errors of the look-up itself are those of the Web API below (a missing scope
@@ -48,6 +49,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -82,6 +84,8 @@ PERMANENT_ERRORS = frozenset(
 RATE_LIMITED_ERRORS = frozenset({"ratelimited", "rate_limited"})
 # chat.postMessage with a `thread_ts` whose parent is gone: start a new thread
 THREAD_GONE_ERRORS = frozenset({"thread_not_found", "message_not_found"})
+# seconds before an address Slack did not know is looked up again
+UNKNOWN_USER_AGE = 3600.0
 # users.lookupByEmail: nobody in the workspace has that address
 USER_NOT_FOUND_ERRORS = frozenset({"users_not_found", "user_not_found"})
 
@@ -240,7 +244,8 @@ class SlackHandler:
         self._url = options.webhook_url.get_secret_value() if options.webhook_url else ""
         self._token = options.token.get_secret_value() if options.token else ""
         self._people = context.people
-        self._users: dict[str, str | None] = {}  # e-mail (lower case) -> Slack user id
+        self._users: dict[str, str] = {}  # e-mail (lower case) -> Slack user id
+        self._unknown: dict[str, float] = {}  # e-mail (lower case) -> when Slack said no
         self._warned: set[str] = set()
         self._threads: ThreadMap | None = None
         if options.token is not None:
@@ -478,6 +483,8 @@ class SlackHandler:
         key = email.lower()
         if key in self._users:
             return self._users[key]
+        if time.monotonic() - self._unknown.get(key, -UNKNOWN_USER_AGE) < UNKNOWN_USER_AGE:
+            return None
         try:
             cached = await asyncio.to_thread(threads.user, key)
         except (OSError, sqlite3.Error) as exc:
@@ -504,7 +511,7 @@ class SlackHandler:
         user = answer.get("user") if isinstance(answer.get("user"), dict) else {}
         uid = user.get("id") if isinstance(user, dict) and not user.get("deleted") else None
         if not isinstance(uid, str) or not uid:
-            self._users[key] = None  # for this run: someone may join Slack later
+            self._unknown[key] = time.monotonic()  # not kept: they may join Slack later
             return None
         self._users[key] = uid
         try:

@@ -115,6 +115,22 @@ async def test_someone_slack_does_not_know_is_posted_without_a_mention_warned_on
         assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
+async def test_someone_who_joins_slack_later_is_mentioned_an_hour_on(
+    ctx: HandlerContext, api: SlackAPI
+) -> None:
+    handler = _handler(ctx, api, mention="assignee")
+    try:
+        await handler.deliver(routed_event(assignee=CAROL, n=1))
+        api.users["carol@example.test"] = "U0CAROL"  # Carol joins Slack
+        await handler.deliver(routed_event(assignee=CAROL, n=2))  # within the hour
+        handler._unknown["carol@example.test"] -= 3601  # an hour on
+        await handler.deliver(routed_event(assignee=CAROL, n=3))
+    finally:
+        await handler.aclose()
+    assert api.lookups == ["carol@example.test", "carol@example.test"]
+    assert [line.endswith("<@U0CAROL>") for line in _first_lines(api)] == [False, False, True]
+
+
 async def test_a_deactivated_slack_user_is_not_mentioned(
     ctx: HandlerContext, api: SlackAPI
 ) -> None:

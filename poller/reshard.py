@@ -225,6 +225,9 @@ def reshard(
             f"{to} shards need a state file each: {new_template} has no {{shard}} in it; give"
             ' --state-path with {shard} (e.g. "/var/lib/bcx-poller/{shard}/state.db")',
         )
+    if to == old_count and str(new_template) == str(old_template):
+        print(f"already {to} shard(s) at {old_template}: nothing to move")
+        return 0
     old_paths = [shard_path(old_template, k) for k in range(old_count)]
     new_paths = [shard_path(new_template, k) for k in range(to)]
     for path in new_paths:

@@ -60,7 +60,8 @@ class Server:
 
     name = ""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.extra = list(extra)  # more command-line arguments (credentials)
         self.port = free_port()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ class NatsServer(Server):
             "127.0.0.1",
             "-p",
             str(self.port),
+            *self.extra,
         ]
 
     # -- JetStream, through nats-py --------------------------------------------------------
@@ -114,7 +116,10 @@ class NatsServer(Server):
     async def _with_js(self, fn: Any) -> Any:
         import nats
 
-        nc = await nats.connect(self.url, allow_reconnect=False, max_reconnect_attempts=1)
+        auth = {}
+        if "--auth" in self.extra:
+            auth["token"] = self.extra[self.extra.index("--auth") + 1]
+        nc = await nats.connect(self.url, allow_reconnect=False, max_reconnect_attempts=1, **auth)
         try:
             return await fn(nc.jetstream())
         finally:
@@ -179,12 +184,20 @@ class RedisServer(Server):
             str(self.dir),
             "--save",
             "",
+            *self.extra,
         ]
 
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        password = (
+            self.extra[self.extra.index("--requirepass") + 1]
+            if "--requirepass" in self.extra
+            else None
+        )
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=password, decode_responses=True
+        )
 
     def entries(self, stream: str = "bcx:events") -> list[dict[str, str]]:
         """Every entry of the stream in order (its fields)."""

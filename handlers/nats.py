@@ -15,9 +15,10 @@ JetStream drops a second message with the same `Nats-Msg-Id` only within the str
 window is at least the handler's longest retry span (`handlers._brokers.retry_span`:
 from `max_attempts`, `retry_initial`, `retry_max`, `max_age` and `timeout`), and refuses to
 start otherwise (a `ConfigError`: exit 2, naming the stream, its window and the span
-needed). When no server answers at start-up, the daemon starts anyway (the events wait in
-the outbox) and the same check runs on the first connection: until it passes, deliveries
-fail and are retried, with the reason as their error.
+needed). When no server answers at start-up (or reading the stream fails otherwise than
+"no such stream"), the daemon starts anyway (the events wait in the outbox) and the same
+check runs on the first connection: until it passes, deliveries fail and are retried, with
+the reason as their error.
 
 One connection, opened on the first delivery, without nats-py's reconnect loop: a lost
 connection fails the delivery in flight (retried with the same id) and the next delivery
@@ -54,6 +55,11 @@ def _nats() -> Any:
     except ImportError:
         return None
     return nats
+
+
+class StreamMissing(HandlerError):
+    """The server answered: there is no such stream (a configuration error at start-up;
+    any other failure to read the stream may pass, and only defers the check)."""
 
 
 class NatsOptions(HandlerOptions):
@@ -218,7 +224,7 @@ class NatsHandler:
         try:
             info = await js.stream_info(self.options.stream)
         except NotFoundError:
-            raise HandlerError(
+            raise StreamMissing(
                 f"nats {self.name}: stream {self.options.stream!r} does not exist on"
                 f" {self._where()}"
             ) from None
@@ -269,14 +275,15 @@ class NatsHandler:
 
     def start(self, settings: HandlerSettings) -> None:
         """Refuse to start (ConfigError) when the stream is missing or its duplicate window
-        is shorter than the retry span. No server reachable: start, check on connect."""
+        is shorter than the retry span. No server reachable, or the stream unreadable for
+        another reason (a timeout): start, and check on the first connection."""
         self.needed_window = _brokers.retry_span(settings, self.options.timeout)
 
         async def check() -> float | str:
             nc = await self._connect()
             try:
                 return await self._stream_window(nc.jetstream(timeout=self.options.timeout))
-            except HandlerError as exc:
+            except StreamMissing as exc:
                 return str(exc)
             finally:
                 await _close(nc)

@@ -68,6 +68,14 @@ def test_each_shard_polls_only_its_own_accounts(tmp_path: Path) -> None:
                 meta = dict(conn.execute("SELECT key, value FROM shard_meta").fetchall())
             assert meta == {"shard": shard, "shards": 3}
 
+        # backfill too reads only its shard's accounts
+        before = {s.id: s.requests() for s in sims}
+        back = cli("backfill", "-c", str(config), "--shard", "2", "--since", "1h", "--dry-run")
+        assert back.returncode == 0, back.stderr[-2000:]
+        mine = {i for i in ids if shard_of(i, 3) == 2}
+        assert set(map(int, re.findall(r"account acct-(\d+):", back.stdout))) == mine
+        assert {s.id for s in sims if s.requests() > before[s.id]} == mine
+
         one = cli("status", "-c", str(config), "--shard", "1", "--json")
         assert one.returncode == 0, one.stderr
         assert {a["account_id"] for a in json.loads(one.stdout)["accounts"]} == {

@@ -12,7 +12,10 @@ What it does for every request (API.md §3-7, §13):
 * waits for the account's `RateLimiter` before each request; on 429 blocks the whole
   account for `Retry-After` and retries (a bounded number of times);
 * sends at most `max_in_flight` requests of the account at once (callers may run several
-  `get`s concurrently): each attempt takes a slot, then waits for the limiter (the
+  `get`s concurrently); a free slot goes to the waiting request of the lowest
+  `request_priority` (a context variable; first come first served among equals), so a
+  re-list's oldest project is never starved by the projects fetched ahead of it; each
+  attempt takes a slot, then waits for the limiter (the
   request budget and the Retry-After gate, shared by every attempt), then goes out. A
   429 on one request therefore holds back every sibling not yet sent: each waits for
   the same gate. A slot is held for one attempt only, never across a retry's backoff;
@@ -35,10 +38,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import heapq
+import itertools
 import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,6 +79,7 @@ __all__ = [
     "Validators",
     "auth_from_account",
     "parse_retry_after",
+    "request_priority",
 ]
 
 log = structlog.get_logger(__name__)
@@ -327,6 +334,48 @@ class _Answer:
     body: bytes
 
 
+request_priority: ContextVar[int] = ContextVar("bcx_request_priority", default=0)
+"""The priority of the requests made in this context (lower goes first when requests of
+one account wait for an in-flight slot). `poll._relist` gives each project its place in
+the re-list; everything else is 0."""
+
+
+class _Slots:
+    """A semaphore whose free slot goes to the waiter of the lowest priority (then the
+    earliest). A slot handed to a waiter cancelled before it resumed is passed on."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted, then cancelled before it ran: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():  # a cancelled waiter is skipped
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+class _GateShut(Exception):
+    """Internal: a 429 shut the account's Retry-After gate after this attempt's grant and
+    before its request went out; the attempt was not sent."""
+
+
 class _Retry(Exception):
     """Internal: the attempt failed in a retryable way."""
 
@@ -390,7 +439,7 @@ class BasecampClient:
         self._timeout = httpx.Timeout(account.timeout)
         self._root = account.api_root.rstrip("/")
         self._max_in_flight = 1
-        self._in_flight = asyncio.Semaphore(1)
+        self._in_flight = _Slots(1)
         self.set_max_in_flight(max_in_flight)
 
     def __repr__(self) -> str:
@@ -410,7 +459,7 @@ class BasecampClient:
             raise ValueError("max_in_flight must be at least 1")
         if limit != self._max_in_flight:
             self._max_in_flight = limit
-            self._in_flight = asyncio.Semaphore(limit)
+            self._in_flight = _Slots(limit)
 
     async def get(
         self,
@@ -697,13 +746,26 @@ class BasecampClient:
         allows it (the budget and the Retry-After gate); read the body under the cap.
 
         The slot is taken before the limiter's grant, so a granted request goes out at
-        once: grants are not hoarded by requests waiting for a slot.
+        once: grants are not hoarded by requests waiting for a slot. Between the grant and
+        the request's first byte the transport may still wait (a connection of a shared
+        pool, a TCP connect): a sibling's 429 answered meanwhile shuts the gate, so the
+        gate is checked again right before the request is written (`_attempt`); shut, the
+        attempt is not sent and waits for the gate (its grant stays counted: a
+        conservative budget).
 
         Raises `_Retry` for retryable network trouble, `BasecampError`s otherwise.
         """
-        async with self._in_flight:
-            await self.limiter.acquire()
-            return await self._attempt(url, conditional)
+        slots = self._in_flight
+        await slots.acquire(request_priority.get())
+        try:
+            while True:
+                await self.limiter.acquire()
+                try:
+                    return await self._attempt(url, conditional)
+                except _GateShut:
+                    log.debug("held_by_retry_after", url=_safe_url(url))
+        finally:
+            slots.release()
 
     async def _attempt(
         self, url: httpx.URL, conditional: Mapping[str, str]
@@ -715,6 +777,8 @@ class BasecampClient:
             **self.auth.headers(),
             **conditional,
         }
+        if self.limiter.blocked_until is not None:
+            raise _GateShut
         self.stats.requests += 1
         started = self._clock()
         try:
@@ -724,12 +788,16 @@ class BasecampClient:
                 headers=headers,
                 follow_redirects=False,
                 timeout=self._timeout,
+                extensions={"trace": self._gate_check},
             ) as response:
                 status = response.status_code
                 self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
                 body = b""
                 if 200 <= status < 300:
                     body = await self._read_capped(response, shown)
+        except _GateShut:
+            self.stats.requests -= 1  # not sent
+            raise
         except httpx.TimeoutException as exc:
             raise _Retry(
                 type(exc).__name__,
@@ -754,6 +822,17 @@ class BasecampClient:
             elapsed=round(self._clock() - started, 4),
         )
         return status, response.headers, body
+
+    async def _gate_check(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's `trace` hook: called right before a request's headers are written
+        (after any wait for a pooled connection or a connect). A gate shut since the
+        grant stops the request there, before a byte of it is sent. Transports that do
+        not trace (tests' mock transports) are covered by the check before `stream`."""
+        if (
+            event.endswith(".send_request_headers.started")
+            and self.limiter.blocked_until is not None
+        ):
+            raise _GateShut
 
     async def _read_capped(self, response: httpx.Response, shown: str) -> bytes:
         declared = response.headers.get("Content-Length")

@@ -475,11 +475,14 @@ async def fetch_project(cycle: Cycle, pid: int, force: set[str]) -> ProjectFetch
         old = cycle.store.record(cycle.account_id, "Project", pid)
         new_sections = parse_project(res.data, res.url).meta.get("sections", {})
         due = _due_sections(cycle, force, old, new_sections)
+        paths = [path for section in due for path in _section_paths(cycle, section, pid)]
+        # the to-dos listing first: usually the one of many pages, one after the other,
+        # so the longest chain of requests starts first (nothing is diffed here: the
+        # order requests start in changes no detection)
+        paths.sort(key=lambda path: not path.endswith("/todos.json"))
         listings, cycle.listings = cycle.listings, {}
         try:
-            prefetch_listings(
-                cycle, [path for section in due for path in _section_paths(cycle, section, pid)]
-            )
+            prefetch_listings(cycle, paths)
         finally:
             fetched.listings, cycle.listings = cycle.listings, listings
     return fetched

@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from poller.client import BasecampClient
+from poller.client import BasecampClient, request_priority
 from poller.collections import (
     TYPE_WATCH,
     Cycle,
@@ -303,21 +303,31 @@ async def _relist(
     fetching: dict[int, asyncio.Task[ProjectFetch]] = {}
     unconditional = relist.unconditional
 
-    def fetch(pid: int) -> asyncio.Task[ProjectFetch]:
+    def fetch(pid: int, place: int) -> asyncio.Task[ProjectFetch]:
         cycle = new_cycle()
         cycle.unconditional = unconditional
-        return asyncio.ensure_future(fetch_project(cycle, pid, set()))
+        # its requests wait for a slot behind those of the projects before it
+        token = request_priority.set(place)
+        try:
+            return asyncio.ensure_future(fetch_project(cycle, pid, set()))
+        finally:
+            request_priority.reset(token)
 
     try:
         while relist.projects:
-            for pid in relist.projects[: 1 + ahead]:
+            first = 1 + total - len(relist.projects)  # its place in the re-list
+            for n, pid in enumerate(relist.projects[: 1 + ahead]):
                 if pid not in fetching:
-                    fetching[pid] = fetch(pid)
+                    fetching[pid] = fetch(pid, first + n)
             pid = relist.projects[0]
             fetched = await fetching.pop(pid)
             cycle = new_cycle()
             cycle.unconditional = relist.unconditional
-            await apply_project(cycle, fetched)
+            token = request_priority.set(first)
+            try:
+                await apply_project(cycle, fetched)
+            finally:
+                request_priority.reset(token)
             relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
             commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
             if baseline:  # a first sync of a big account takes a while: show progress

@@ -146,3 +146,83 @@ async def test_one_failing_get_among_siblings_fails_the_cycle_and_commits_nothin
     assert completed(sim.new_events()) == sorted(todos)
     assert await sim.cycle() is not None
     assert sim.new_events() == []
+
+
+async def test_a_request_granted_before_a_429_waits_for_the_gate_before_it_is_sent(
+    sim: Harness,
+) -> None:
+    """Two GETs in flight on a pool of one connection: the second is granted by the
+    limiter at once, then waits for the pooled connection while the first is answered
+    429 + Retry-After: 1. It must not go out when the connection frees (just after the
+    429), but once the gate opens: the gate is checked again right before sending."""
+    import httpx
+
+    from poller.client import BasecampClient
+
+    settings = parse_settings(sim.config())
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1), follow_redirects=False)
+    client = BasecampClient(settings.accounts[0], http, max_in_flight=2)
+    sim.app.faults.add(r"/people\.json$", 429, retry_after=1, delay=0.2, times=1)
+    try:
+        import asyncio
+
+        first = asyncio.ensure_future(client.get("/people.json"))
+        await asyncio.sleep(0.05)  # the first holds the connection
+        second = await client.get("/projects.json")
+        await first
+    finally:
+        await http.aclose()
+    log = sim.app.log.entries
+    (throttled,) = [e for e in log if e.status == 429]
+    after = [e for e in log if e.at > throttled.at]
+    # the second GET and the first's retry: both after the gate opened
+    assert len(after) == 2
+    assert all(e.at >= throttled.at + 0.2 + 1.0 - 0.05 for e in after), [
+        (e.path, round(e.at - throttled.at, 3)) for e in after
+    ]
+    assert not isinstance(second, type(None))
+    assert client.stats.requests == 3  # the attempt held back was not counted as sent
+
+
+async def test_a_free_slot_goes_to_the_waiting_request_of_the_lowest_priority(
+    sim: Harness,
+) -> None:
+    """One slot: while a GET holds it, GETs of priority 3, 2, 1 queue up (in that order);
+    they go out 1, 2, 3 (a re-list's oldest project first). Equal priorities: in order."""
+    import asyncio
+
+    from poller.accounts import http_client
+    from poller.client import BasecampClient, request_priority
+
+    settings = parse_settings(sim.config())
+    http = http_client()
+    client = BasecampClient(settings.accounts[0], http, max_in_flight=1)
+    sim.app.faults.add(r"/people\.json$", None, delay=0.3, times=1)
+
+    def get(path: str, priority: int) -> asyncio.Task[Any]:
+        token = request_priority.set(priority)
+        try:
+            return asyncio.ensure_future(client.get(path))
+        finally:
+            request_priority.reset(token)
+
+    try:
+        holder = get("/people.json", 0)
+        await asyncio.sleep(0.1)  # it holds the one slot
+        queued = [
+            get("/projects.json", 3),
+            get("/projects/archived.json", 2),
+            get("/events.json", 1),
+            get("/people/me.json", 2),
+        ]
+        await asyncio.gather(holder, *queued)
+    finally:
+        await http.aclose()
+    paths = [e.path.rsplit("/api/v1", 1)[-1] for e in sim.app.log.entries]
+    assert paths == [
+        "/people.json",
+        "/events.json",
+        "/projects/archived.json",
+        "/people/me.json",
+        "/projects.json",
+    ]

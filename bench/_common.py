@@ -376,6 +376,49 @@ def bench(
                 b.close()
 
 
+# -- requests in flight ------------------------------------------------------------------
+
+
+@dataclass
+class InFlight:
+    """Every attempt the poller's clients sent: (start, end) on `time.perf_counter()`,
+    from the grant to the body read (`BasecampClient._attempt`)."""
+
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def mean(self, start: float, end: float) -> float:
+        """Mean number of attempts in flight between `start` and `end`."""
+        busy = sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.spans)
+        return busy / (end - start) if end > start else 0.0
+
+    def median_ms(self, start: float, end: float) -> float:
+        times = sorted(b - a for a, b in self.spans if start <= a < end)
+        return times[len(times) // 2] * 1000 if times else 0.0
+
+
+@contextmanager
+def track_in_flight() -> Iterator[InFlight]:
+    """Record the span of every request the poller sends while inside (a bench-local
+    wrapper around `BasecampClient._attempt`; the client itself is unchanged)."""
+    from poller.client import BasecampClient
+
+    tracked = InFlight()
+    original = BasecampClient._attempt
+
+    async def attempt(self: BasecampClient, url: Any, conditional: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original(self, url, conditional)
+        finally:
+            tracked.spans.append((started, time.perf_counter()))
+
+    BasecampClient._attempt = attempt  # type: ignore[method-assign]
+    try:
+        yield tracked
+    finally:
+        BasecampClient._attempt = original  # type: ignore[method-assign]
+
+
 # -- reporting ---------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/first_sync.py [--changes 5000] [--nodelay]
                                          [--sim-process] [--latency-ms 100]
+                                         [--max-in-flight N]
 
 The simulator on 127.0.0.1 enforces Basecamp's 500 requests / 10 s (429 beyond); the
 poller runs with its default `rate_limit` (450 per 10 s). The floor of a run is its
@@ -17,12 +18,18 @@ and large answers, to show how much of the wall time is the simulator's HTTP ser
 `--nodelay` sets TCP_NODELAY on the simulator's sockets (a bench-local experiment).
 `--sim-process` runs the simulator in its own process (its CPU then shows in its own row);
 `--latency-ms N` makes the simulator wait N ms before each answer (see `_common`).
+`--max-in-flight N` sets `[poller] max_in_flight` (default: the poller's, 4). The rows
+"mean requests in flight" and "median request ms" (grant to body read, as the poller saw
+it) say how much of the wall time is the bound of N requests in flight (Little's law: N
+requests of R seconds each go at most N / R per second) and how much is R itself (the
+added latency plus the simulator's and the poller's CPU on a shared machine).
 Target: within 1.25x of the floor, zero 429s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from _common import (
@@ -36,6 +43,7 @@ from _common import (
     sim_label,
     sim_options,
     table,
+    track_in_flight,
     use_sim_options,
 )
 
@@ -65,6 +73,9 @@ async def main() -> bool:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=5000)
     parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on the simulator")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, help="[poller] max_in_flight (default 4)"
+    )
     sim_options(parser)
     args = parser.parse_args()
     use_sim_options(args)
@@ -73,11 +84,19 @@ async def main() -> bool:
 
         server._Handler.disable_nagle_algorithm = True
 
-    with bench(build_account(), client_rate_limit=450, reconcile_interval=3600) as b:
+    load_before = os.getloadavg()[0]
+    poller = {} if args.max_in_flight is None else {"max_in_flight": args.max_in_flight}
+    in_flight = args.max_in_flight or 4
+    with (
+        bench(build_account(), client_rate_limit=450, reconcile_interval=3600, **poller) as b,
+        track_in_flight() as tracked,
+    ):
         account = b.account
         cpu = process_cpu()
         sim_cpu = account.cpu_seconds() if isinstance(account, RemoteAccount) else None
+        first_span = [time.perf_counter(), 0.0]
         base = await b.cycle()
+        first_span[1] = time.perf_counter()
         b.app.set_rate_limit(500, 10.0)
         await b.cycle()  # one idle cycle: the cursor is now current
         ids = sorted(account.todos)
@@ -91,12 +110,18 @@ async def main() -> bool:
         # One runner for every slice, as the daemon keeps one per account: its rate
         # limiter remembers the previous slice's requests (a fresh one per cycle would not).
         runner = b.runner()
+        catch_span = [time.perf_counter(), 0.0]
         try:
             slices = [await b.cycle(runner=runner)]
             while sum(c.report.events for c in slices) < args.changes and slices[-1].report.events:
                 slices.append(await b.cycle(runner=runner))
         finally:
             await runner.aclose()
+        catch_span[1] = time.perf_counter()
+        spans = {"first sync": first_span, "catch-up": catch_span}
+        flight = {
+            name: (tracked.mean(*span), tracked.median_ms(*span)) for name, span in spans.items()
+        }
         catch = Cycle(
             report=slices[-1].report,
             requests=sum(c.requests for c in slices),
@@ -110,6 +135,7 @@ async def main() -> bool:
         cpu = process_cpu() - cpu
         if isinstance(account, RemoteAccount):
             sim_cpu = account.cpu_seconds() - (sim_cpu or 0.0)
+    load_after = os.getloadavg()[0]
     small_lb, big_lb = await latency(True)
     small_ip, big_ip = await latency(False)
 
@@ -128,6 +154,16 @@ async def main() -> bool:
             )
         )
         rows.append(Row(f"{name}: 429s", str(c.rate_limited), "0", "", c.rate_limited == 0))
+    for name, (mean, median) in flight.items():
+        rows.append(
+            Row(
+                f"{name}: mean requests in flight / median request ms",
+                f"{mean:.2f} of {in_flight} / {median:.0f} ms",
+                "",
+                "",
+                None,
+            )
+        )
     emitted = " + ".join(str(c.report.events) for c in slices)
     rows.append(Row("catch-up: events emitted per cycle", emitted, "", "", None))
     own = "poller + simulator" if sim_cpu is None else "poller"
@@ -159,7 +195,10 @@ async def main() -> bool:
         + ")",
         rows,
         [
-            "client rate_limit 450 / 10 s (default), simulator 500 / 10 s",
+            f"client rate_limit 450 / 10 s (default), simulator 500 / 10 s,"
+            f" max_in_flight {in_flight}",
+            f"load average (1 min) {load_before:.2f} before the syncs, {load_after:.2f} after,"
+            f" on {os.cpu_count()} CPUs",
             "latency rows: the first GETs with "
             + (f"+{SIM.latency_ms:g} ms; " if SIM.latency_ms else "")
             + ("loopback to the simulator process" if SIM.process else "loopback in-process"),

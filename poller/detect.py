@@ -12,13 +12,15 @@ one event envelope per `Explained`. Nothing reaches the database until the cycle
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from poller.diff import Change, classify, merge_fields
-from poller.events import Event, event_id, now_iso, plain_text
+from poller.events import event_id, now_iso, plain_text
 from poller.links import api_url, app_url_from
 from poller.match import (
     Explained,
@@ -32,9 +34,40 @@ from poller.match import (
     sort_by_time,
 )
 from poller.payloads import KIND_PREFIX, Activity, Record, kind_prefix, parse_ts
-from poller.store import CycleWrite, Store, StoredRecord
+from poller.store import CycleWrite, Store, StoredRecord, dumps
 
-__all__ = ["Detector", "action_hint"]
+__all__ = ["Detector", "action_hint", "relaxed_gc"]
+
+# A big cycle (a first sync, a full re-list) allocates a few containers per record and
+# frees them at each project's commit: with the default threshold (700) the collector
+# runs ~50 young and a few full collections per 5,000 records for nothing to collect.
+# 50,000 cut decode + diff + commit by ~10 % (bench/README.md, 2026-12-03); gc.freeze()
+# was measured too and did not pay.
+_BIG_CYCLE_GC_THRESHOLD = 50_000
+
+
+class _Relaxed:
+    depth = 0
+    saved: tuple[int, int, int] = (700, 10, 10)
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """A higher young-generation threshold while a big cycle runs. Process-wide and
+    nested safely (the daemon runs several accounts' cycles at once): the first to enter
+    raises it, the last to leave restores what it was."""
+    if _Relaxed.depth == 0:
+        saved = gc.get_threshold()
+        _Relaxed.saved = saved
+        gc.set_threshold(max(saved[0], _BIG_CYCLE_GC_THRESHOLD), saved[1], saved[2])
+    _Relaxed.depth += 1
+    try:
+        yield
+    finally:
+        _Relaxed.depth -= 1
+        if _Relaxed.depth == 0:
+            gc.set_threshold(*_Relaxed.saved)
+
 
 _VERB: dict[str, str] = {
     "created": "created",
@@ -146,6 +179,7 @@ class Detector:
     _preloaded: set[tuple[str, int | None]] = field(default_factory=set)
     _ids: dict[str, set[int]] = field(default_factory=dict)  # type -> ids in `records`
     _about: dict[Key, list[Activity]] = field(default_factory=dict)  # item -> its activities
+    _now: str | None = None  # the cycle's detection time: one timestamp for all its events
 
     # -- reading ------------------------------------------------------------------
 
@@ -157,7 +191,13 @@ class Detector:
     def get(self, rtype: str, rid: int) -> StoredRecord | None:
         key = (rtype, rid)
         if key not in self.records:
-            self._loaded(key, self.store.record(self.account_id, rtype, rid))
+            # every stored record of the type was preloaded: one not among them is absent
+            found = (
+                None
+                if (rtype, None) in self._preloaded
+                else self.store.record(self.account_id, rtype, rid)
+            )
+            self._loaded(key, found)
         return self.records[key]
 
     def before(self, rtype: str, rid: int) -> StoredRecord | None:
@@ -266,8 +306,15 @@ class Detector:
         at: str | None = None,
     ) -> Observed:
         if discriminator is None:
-            new_values = json.dumps(
-                {k: v[1] for k, v in sorted(change.changes.items())}, sort_keys=True, default=str
+            # part of the event id: the stdlib's exact output, kept for stable ids
+            new_values = (
+                json.dumps(
+                    {k: v[1] for k, v in sorted(change.changes.items())},
+                    sort_keys=True,
+                    default=str,
+                )
+                if change.changes
+                else "{}"
             )
             discriminator = f"{record.updated_at}|{new_values}"
         if at is None and change.kind.endswith("_created"):
@@ -286,9 +333,35 @@ class Detector:
         self.observed.append(observed)
         return observed
 
+    @staticmethod
+    def _same(old: StoredRecord, record: Record) -> bool:
+        """`record` is exactly what is stored (then `remember` keeps `old` as it is and
+        `classify` finds nothing): compared column by column, then the stored JSON text
+        with the new version's (no parse of the stored record) while nothing has read it
+        as a dict. Conservative: False sends `observe` the long way."""
+        if old.state != ("trashed" if record.trashed else "active"):
+            return False
+        if record.project_id is not None and record.project_id != old.project_id:
+            return False
+        if record.updated_at and record.updated_at != old.updated_at:
+            return False
+        parent = record.parent
+        if parent is None:
+            if old.parent_type is not None or old.parent_id is not None:
+                return False
+        elif parent != (old.parent_type, old.parent_id):
+            return False
+        data = record.stored()
+        text = old.text
+        if text is not None:
+            return text == dumps(data)
+        return old.data == data
+
     def observe(self, record: Record, *, parent_record: Record | None = None) -> list[Observed]:
         """Diff `record` against this cycle's version of it, keep it, note its changes."""
         old = self.get(record.type, record.id)
+        if old is not None and self._same(old, record):
+            return []  # unchanged: the common case of a re-list
         old_fields = old.data.get("fields") if old is not None and old.state != "gone" else None
         changes = classify(record.type, old_fields, record.fields)
         if old is not None and old.state == "gone" and not record.trashed:
@@ -371,7 +444,7 @@ class Detector:
         if old is None or old.state != "active":
             return []
         changes = classify(rtype, old.data.get("fields"), None)
-        self._keep(StoredRecord(**{**old.__dict__, "state": "gone"}))
+        self._keep(old.with_state("gone"))
         record = _record_of(old)
         return [self._note(c, record, discriminator=f"gone:{old.updated_at}") for c in changes]
 
@@ -426,7 +499,7 @@ class Detector:
             out.extend(self.observe(comment, parent_record=item))
         for cid, old in stored.items():
             if cid not in present and old.state == "active":
-                self._keep(StoredRecord(**{**old.__dict__, "state": "gone"}))
+                self._keep(old.with_state("gone"))
                 out.append(
                     self._note(
                         Change("comment_trashed", {"trashed": [False, True]}),
@@ -553,34 +626,36 @@ class Detector:
         else:
             id_type = act.eventable_type if act is not None else rtype
             id_of = rid
-        event = Event(
-            id=event_id(self.account_id, ex.kind, id_type, id_of, ex.discriminator),
-            kind=ex.kind,
-            account_id=self.account_id,
-            project=self.project_ref(project_id, act.project_name if act else None),
-            recording={
+        if self._now is None:
+            self._now = now_iso()
+        # a plain dict with the keys of `events.Event`, in its order
+        return {
+            "id": event_id(self.account_id, ex.kind, id_type, id_of, ex.discriminator),
+            "kind": ex.kind,
+            "account_id": self.account_id,
+            "project": self.project_ref(project_id, act.project_name if act else None),
+            "recording": {
                 "id": rid,
                 "type": rtype if rtype != "Unknown" else (act.eventable_type if act else rtype),
                 "url": url,
                 "app_url": app_url,
                 "title": title,
             },
-            creator=creator,
-            changes=ex.changes,
-            created_at=ex.at or now_iso(),
-            detected_at=now_iso(),
-            summary=self._summary(ex, title, creator),
-            source=("activity+diff" if obs is not None else "activity")
+            "creator": creator,
+            "changes": ex.changes,
+            "created_at": ex.at or self._now,
+            "detected_at": self._now,
+            "summary": self._summary(ex, title, creator),
+            "source": ("activity+diff" if obs is not None else "activity")
             if act is not None
             else "diff",
-            details=details,
-            private=bool(
+            "details": details,
+            "private": bool(
                 (record is not None and record.private)
                 or (item is not None and item.private)
                 or (act is not None and act.private)
             ),
-        ).to_dict()
-        return event
+        }
 
     def _payload_creator(self, kind: str, actor: Record | None) -> dict[str, Any] | None:
         """Who did it, where a payload says: the one observed, else what this cycle

@@ -188,6 +188,11 @@ class _Reader:
 
 
 def _person(r: _Reader, key: str) -> dict[str, Any] | None:
+    value = r.obj.get(key)
+    if type(value) is dict:  # the usual shape, without a reader of its own
+        pid, name = value.get("id"), value.get("name")
+        if type(pid) is int and (name is None or type(name) is str):
+            return {"id": pid, "name": name}
     value = r.obj_or_none(key)
     if value is None:
         return None

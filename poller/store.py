@@ -173,16 +173,109 @@ class Relist:
         return json.dumps({"projects": self.projects, "unconditional": self.unconditional})
 
 
-@dataclass
 class StoredRecord:
-    type: str
-    id: int
-    project_id: int | None
-    parent_type: str | None
-    parent_id: int | None
-    updated_at: str | None
-    state: str
-    data: dict[str, Any]
+    """A record as stored: its columns, and `data` ({title, fields, meta}).
+
+    Read from the database, `data` stays the stored JSON text until something asks for it
+    (`Detector.observe` compares an unchanged record's text with the new version's,
+    without parsing either: most records of a re-list are unchanged)."""
+
+    __slots__ = (
+        "_data",
+        "_text",
+        "id",
+        "parent_id",
+        "parent_type",
+        "project_id",
+        "state",
+        "type",
+        "updated_at",
+    )
+
+    def __init__(
+        self,
+        type: str,
+        id: int,
+        project_id: int | None,
+        parent_type: str | None,
+        parent_id: int | None,
+        updated_at: str | None,
+        state: str,
+        data: dict[str, Any] | None = None,
+        *,
+        text: str | None = None,
+    ) -> None:
+        if data is None and text is None:
+            raise ValueError("a stored record needs its data or its stored text")
+        self.type = type
+        self.id = id
+        self.project_id = project_id
+        self.parent_type = parent_type
+        self.parent_id = parent_id
+        self.updated_at = updated_at
+        self.state = state
+        self._data = data
+        self._text = text if data is None else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = loads(self._text or "{}")
+            self._text = None  # the dict may be changed in place from now on
+        return self._data
+
+    @property
+    def text(self) -> str | None:
+        """The stored JSON text of `data`, while nothing has asked for `data` (then it is
+        exactly what is stored); None after."""
+        return self._text
+
+    def dumped(self) -> str:
+        """`data` as `records.data` stores it."""
+        return self._text if self._text is not None else dumps(self._data)
+
+    def columns(self) -> tuple[Any, ...]:
+        return (
+            self.type,
+            self.id,
+            self.project_id,
+            self.parent_type,
+            self.parent_id,
+            self.updated_at,
+            self.state,
+        )
+
+    def with_state(self, state: str) -> StoredRecord:
+        """A copy in another state, sharing `data` (or its text)."""
+        return StoredRecord(
+            self.type,
+            self.id,
+            self.project_id,
+            self.parent_type,
+            self.parent_id,
+            self.updated_at,
+            state,
+            self._data,
+            text=self._text,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredRecord):
+            return NotImplemented
+        if self.columns() != other.columns():
+            return False
+        if self._text is not None and other._text is not None:
+            return self._text == other._text
+        return self.data == other.data
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredRecord(type={self.type!r}, id={self.id!r}, project_id={self.project_id!r},"
+            f" parent=({self.parent_type!r}, {self.parent_id!r}),"
+            f" updated_at={self.updated_at!r}, state={self.state!r}, data={self.data!r})"
+        )
 
 
 @dataclass
@@ -357,25 +450,29 @@ class Store:
 
     # -- records --------------------------------------------------------------------
 
+    _RECORD = "SELECT type, id, project_id, parent_type, parent_id, updated_at, state, data"
+
     @staticmethod
-    def _record(row: Any) -> StoredRecord:
+    def _record(row: tuple[Any, ...]) -> StoredRecord:
         return StoredRecord(
-            type=row["type"],
-            id=int(row["id"]),
-            project_id=row["project_id"],
-            parent_type=row["parent_type"],
-            parent_id=row["parent_id"],
-            updated_at=row["updated_at"],
-            state=row["state"],
-            data=loads(row["data"]),
+            row[0], int(row[1]), row[2], row[3], row[4], row[5], row[6], text=row[7]
         )
 
+    def _records(self, sql: str, params: Iterable[Any]) -> list[StoredRecord]:
+        """Records read with a `_RECORD` query (plain tuples: no dict per row)."""
+        with self._lock:
+            try:
+                rows = self.conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state database read failed: {exc}") from exc
+        return [self._record(row) for row in rows]
+
     def record(self, account_id: int, rtype: str, rid: int) -> StoredRecord | None:
-        rows = self._query(
-            "SELECT * FROM records WHERE account_id = ? AND type = ? AND id = ?",
+        rows = self._records(
+            f"{self._RECORD} FROM records WHERE account_id = ? AND type = ? AND id = ?",
             (account_id, rtype, rid),
         )
-        return self._record(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def records(
         self,
@@ -385,7 +482,7 @@ class Store:
         project_id: int | None = None,
         parent: tuple[str, int] | None = None,
     ) -> dict[int, StoredRecord]:
-        sql = "SELECT * FROM records WHERE account_id = ? AND type = ?"
+        sql = f"{self._RECORD} FROM records WHERE account_id = ? AND type = ?"
         params: list[Any] = [account_id, rtype]
         if project_id is not None:
             sql += " AND project_id = ?"
@@ -393,7 +490,7 @@ class Store:
         if parent is not None:
             sql += " AND parent_type = ? AND parent_id = ?"
             params.extend(parent)
-        return {r.id: r for r in map(self._record, self._query(sql, params))}
+        return {r.id: r for r in self._records(sql, params)}
 
     def records_with_ids(
         self, account_id: int, rtype: str, ids: list[int]
@@ -403,8 +500,10 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT * FROM records WHERE account_id = ? AND type = ? AND id IN ({marks})"
-            for rec in map(self._record, self._query(sql, [account_id, rtype, *chunk])):
+            sql = (
+                f"{self._RECORD} FROM records WHERE account_id = ? AND type = ? AND id IN ({marks})"
+            )
+            for rec in self._records(sql, [account_id, rtype, *chunk]):
                 out[rec.id] = rec
         return out
 
@@ -493,7 +592,7 @@ class Store:
                         r.parent_id,
                         r.updated_at,
                         r.state,
-                        dumps(r.data),
+                        r.dumped(),
                     )
                     for r in write.records
                 ],

@@ -42,7 +42,15 @@ from typing import Any, TypeVar
 
 import structlog
 
-from poller.client import BasecampClient, Fetched, Listing, NotModified, Validators
+from poller.client import (
+    CONTINUATION,
+    BasecampClient,
+    Fetched,
+    Listing,
+    NotModified,
+    Validators,
+    request_priority,
+)
 from poller.detect import Detector
 from poller.errors import BadResponse, NotFound
 from poller.links import SEGMENT, without_query
@@ -298,7 +306,7 @@ async def list_all(
 ) -> tuple[str, list[dict[str, Any]]] | None:
     """Every item of a listing; None when answered 304 (conditional only)."""
     url = cycle.url(path)
-    started = None if conditional else cycle.listings.pop(url, None)
+    started = cycle.listings.pop(url, None)
     if started is not None:
         res = await started
     else:
@@ -411,6 +419,25 @@ async def sync_projects(cycle: Cycle) -> list[int]:
     )
 
 
+def prefetch_people(cycle: Cycle) -> None:
+    """Start /people.json (conditionally) while the projects listing is read and settled:
+    nothing in between changes its validators, and `sync_people` still diffs it after the
+    projects. With `max_in_flight = 1` nothing is started ahead."""
+    if cycle.client.max_in_flight <= 1 or not cycle.watched("Person"):
+        return
+    url = cycle.url("/people.json")
+    cycle.listings[url] = asyncio.ensure_future(
+        cycle.client.get_list(
+            url, validators=cycle.stored_validators(url), max_pages=cycle.max_pages
+        )
+    )
+
+
+async def drop_listings(cycle: Cycle) -> None:
+    """Cancel the listings started and not used (see `_drop_listings`)."""
+    await _drop_listings(cycle)
+
+
 async def sync_people(cycle: Cycle) -> None:
     det = cycle.detector
     got = await list_all(cycle, "/people.json", conditional=True)
@@ -464,12 +491,18 @@ async def fetch_project(cycle: Cycle, pid: int, force: set[str]) -> ProjectFetch
     url = cycle.url(f"/projects/{pid}.json")
     if cycle.unconditional:
         force = set(SECTION_TYPES)
+    # the project's GET and its to-dos listing head the longest chain of requests of
+    # its re-list (project -> page 1 -> page 2 ...): they go with a listing's next pages,
+    # before the other listings (see `request_priority`)
+    token = request_priority.set(request_priority.get() - CONTINUATION)
     try:
         res: Answer = await cycle.client.get(
             url, validators=None if force else cycle.stored_validators(url)
         )
     except NotFound:
         res = None
+    finally:
+        request_priority.reset(token)
     fetched = ProjectFetch(pid, url, force, res)
     if isinstance(res, Fetched):
         old = cycle.store.record(cycle.account_id, "Project", pid)
@@ -556,9 +589,15 @@ def prefetch_listings(cycle: Cycle, paths: list[str]) -> None:
     for path in paths:
         url = cycle.url(path)
         if url not in cycle.listings:
-            cycle.listings[url] = asyncio.ensure_future(
-                cycle.client.get_list(url, max_pages=cycle.max_pages)
-            )
+            # the to-dos listing (usually the one of many pages) goes with next pages
+            chain = path.endswith("/todos.json")
+            token = request_priority.set(request_priority.get() - chain * CONTINUATION)
+            try:
+                cycle.listings[url] = asyncio.ensure_future(
+                    cycle.client.get_list(url, max_pages=cycle.max_pages)
+                )
+            finally:
+                request_priority.reset(token)
 
 
 async def _drop_listings(cycle: Cycle) -> None:

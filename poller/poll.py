@@ -39,13 +39,15 @@ from poller.collections import (
     apply_activities,
     apply_project,
     drop_fetch,
+    drop_listings,
     fetch_project,
+    prefetch_people,
     relist_forced,
     sync_people,
     sync_projects,
 )
 from poller.config import PollerSettings
-from poller.detect import Detector, relaxed_gc
+from poller.detect import Detector
 from poller.feed import newest, poll_feed, unseen
 from poller.match import activity_key
 from poller.payloads import Activity, kind_prefix, parse_ts
@@ -162,8 +164,7 @@ async def poll_account(
 
     # 2. the full re-list, or the rest of one under way: project by project
     if due:
-        with relaxed_gc():  # fewer collections of a heap with nothing to collect
-            await _relist(new_cycle, commit, state, settings, wall, baseline, relist, started)
+        await _relist(new_cycle, commit, state, settings, wall, baseline, relist, started)
 
     report = CycleReport(
         account_id=account_id,
@@ -289,9 +290,13 @@ async def _relist(
         )
         cycle = new_cycle()
         cycle.unconditional = unconditional
-        projects = await sync_projects(cycle)
-        if cycle.watched("Person"):
-            await sync_people(cycle)
+        prefetch_people(cycle)  # read while the projects are: diffed after them
+        try:
+            projects = await sync_projects(cycle)
+            if cycle.watched("Person"):
+                await sync_people(cycle)
+        finally:
+            await drop_listings(cycle)
         relist = Relist(projects=projects, unconditional=unconditional)
         commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
     total = len(relist.projects)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+import orjson
 import structlog
 from pydantic import SecretStr
 
@@ -306,8 +307,11 @@ def _decode_json(body: bytes, url: str) -> Any:
     except UnicodeDecodeError:
         raise BadResponse("body is not valid UTF-8", url=url) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        # orjson: a 50-item page decodes ~3x faster than with json.loads (bench/README.md)
+        return orjson.loads(text)
+    except json.JSONDecodeError as exc:  # orjson's error is a subclass of it
+        if "depth limit" in exc.msg:
+            raise BadResponse("body JSON is nested too deeply", url=url) from None
         stripped = text.lstrip()
         what = "HTML" if stripped.startswith("<") else "malformed or truncated JSON"
         raise BadResponse(f"body is {what} (at char {exc.pos})", url=url) from None

@@ -153,3 +153,38 @@ def test_relaxed_gc_nests_and_restores_the_threshold() -> None:
             assert gc.get_threshold() == raised
         assert gc.get_threshold() == raised  # an overlapping cycle still runs
     assert gc.get_threshold() == before
+
+
+def test_change_discriminators_are_the_stdlib_encoding() -> None:
+    """`_note`'s discriminator (part of the event id) written directly for plain values:
+    the very text `json.dumps(..., sort_keys=True, default=str)` gives, or the stdlib's."""
+    from poller.detect import _plain_json
+
+    rng = random.Random(5)
+    alphabet = string.printable + 'é"\\\x7f\x00'
+
+    def value(depth: int = 0) -> Any:
+        pick = rng.randrange(9 if depth < 2 else 6)
+        if pick == 0:
+            return None
+        if pick == 1:
+            return rng.choice([True, False])
+        if pick == 2:
+            return rng.randint(-(2**70), 2**70)
+        if pick == 3:
+            return rng.random() * 100
+        if pick in (4, 5):
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        if pick == 6:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        keys = ["id", "name", "type", "x y", 'q"', "é"]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    plain = 0
+    for _ in range(5000):
+        changes = {rng.choice(["content", "due_on", "assignee", "completed"]): value()}
+        expected = json.dumps(changes, sort_keys=True, default=str)
+        got = _plain_json(changes)
+        assert got is None or got == expected, (changes, got, expected)
+        plain += got is not None
+    assert plain > 1000  # the direct way is the usual one

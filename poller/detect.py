@@ -30,6 +30,7 @@ from poller.match import (
     action_hint,
     activity_key,
     comment_anchor,
+    explains,
     match,
     sort_by_time,
 )
@@ -331,6 +332,42 @@ class Detector:
         for act in activities:
             self.activities.append(act)
             self._about.setdefault(activity_key(act), []).append(act)
+
+    def unexplained(self) -> dict[Key, list[Observed]]:
+        """The changes this cycle saw, by item, of items no activity of the cycle is
+        about or whose last change seen is later than their newest activity: something
+        happened that the feed read at the cycle's start may not have said yet."""
+        out: dict[Key, list[Observed]] = {}
+        for o in self.observed:
+            if o.key[0] in KIND_PREFIX:
+                out.setdefault(o.key, []).append(o)
+        for key in [k for k in out if k in self._about]:
+            said = [parse_ts(a.created_at) for a in self._about[key]]
+            seen = [parse_ts(o.at) for o in out[key]]
+            newest_said = max((t for t in said if t is not None), default=None)
+            newest_seen = max((t for t in seen if t is not None), default=None)
+            if newest_said is None or newest_seen is None or newest_seen <= newest_said:
+                del out[key]
+        return out
+
+    def late(self, activities: Iterable[Activity]) -> list[Activity]:
+        """Register those of `activities` (read from the feed after this cycle's fetches)
+        that explain a change seen without a word (`match.explains`); return them.
+
+        A change made between the cycle's feed read and the fetch that saw it would else
+        be a diff-only event (no author), and its activity, read next cycle, would be
+        dropped as already reflected. The others stay for the next cycle."""
+        registered = {a.key for a in self.activities}
+        waiting = self.unexplained()
+        taken = [
+            act
+            for act in activities
+            if act.key not in registered
+            and activity_key(act) in waiting
+            and explains(act, waiting[activity_key(act)])
+        ]
+        self.register(taken)
+        return taken
 
     def _note(
         self,

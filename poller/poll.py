@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +122,16 @@ async def poll_account(
             baseline=baseline,
         )
 
-    def commit(cycle: Cycle, write_extra: dict[str, Any]) -> None:
+    feed_cursor: list[str | None] = [None]  # the cursor step 1 committed (None: no feed read)
+
+    async def commit(cycle: Cycle, write_extra: dict[str, Any]) -> None:
+        if feed_cursor[0] is not None and not baseline:
+            late = await _late(cycle, feed_cursor[0], settings.feed_overlap)
+            write_extra = {
+                **write_extra,
+                "seen_activity": write_extra.get("seen_activity", [])
+                + [(a.id, a.updated_at, _ts(a.created_at)) for a in late],
+            }
         write = cycle.detector.to_write()
         write.events = [e for e in write.events if _event_watched(e["kind"], cycle.watch)]
         write.validators = cycle.validators
@@ -160,7 +169,9 @@ async def poll_account(
         }
         if cursor is not None:  # relative to Basecamp's clock, not ours
             extra["prune_activity_before"] = _ts(cursor) - 2 * settings.feed_overlap - 3600
-        commit(cycle, extra)
+        # a backlog is being caught up: what happened since is for the next slices
+        feed_cursor[0] = None if backlog else cursor
+        await commit(cycle, extra)
 
     # 2. the full re-list, or the rest of one under way: project by project
     if due:
@@ -220,6 +231,22 @@ async def _feed(
     return new, cursor, backlog, processed
 
 
+async def _late(cycle: Cycle, cursor: str, overlap: float) -> list[Activity]:
+    """Activities written while this cycle fetched, that explain changes its fetches saw
+    without a word: read (one feed request, only when there are such changes), registered
+    with the cycle's detector and returned, to be marked seen in the same commit. The
+    cursor does not move for them: what they do not explain comes again next cycle."""
+    detector = cycle.detector
+    if not detector.emit or not detector.unexplained():
+        return []
+    page = await poll_feed(cycle.client, cursor, overlap=overlap)
+    seen = cycle.store.seen_activity(cycle.account_id, [a.key for a in page.all])
+    taken = detector.late(unseen(page.all, seen))
+    if taken:
+        log.debug("late_activities", account=cycle.account_id, taken=len(taken))
+    return taken
+
+
 def show_progress(
     account_id: int, *, done: int, total: int, client: BasecampClient, started: float
 ) -> None:
@@ -273,7 +300,7 @@ def _stderr_is_terminal() -> bool:
 
 async def _relist(
     new_cycle: Callable[[], Cycle],
-    commit: Callable[[Cycle, dict[str, Any]], None],
+    commit: Callable[[Cycle, dict[str, Any]], Awaitable[None]],
     state: AccountState,
     settings: PollerSettings,
     wall: float,
@@ -299,7 +326,7 @@ async def _relist(
         finally:
             await drop_listings(cycle)
         relist = Relist(projects=projects, unconditional=unconditional)
-        commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
+        await commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
     total = len(relist.projects)
     # Several projects in flight: the next `ahead` projects are fetched (their own GET and
     # their section listings, `fetch_project`) while the first not done is diffed and
@@ -336,7 +363,7 @@ async def _relist(
             finally:
                 request_priority.reset(token)
             relist = Relist(projects=relist.projects[1:], unconditional=relist.unconditional)
-            commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
+            await commit(cycle, {"partial": True, "relist": relist, "relist_changed": True})
             if baseline:  # a first sync of a big account takes a while: show progress
                 show_progress(
                     cycle.account_id,
@@ -348,7 +375,7 @@ async def _relist(
     finally:
         await _abandon(fetching)
     done = new_cycle()
-    commit(
+    await commit(
         done,
         {
             "baseline_done": True,

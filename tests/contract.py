@@ -101,9 +101,9 @@ def problems(event: dict[str, Any]) -> list[str]:
     ):
         out.append(f"summary {summary!r} does not start with who did it ({creator['name']!r})")
     if str(event["kind"]).startswith("comment_") and details.get("comment") is not None:
-        link = details.get("comment_url")
-        if not isinstance(link, str) or "#comment_" not in link:
-            out.append(f"details.comment_url is {link!r}")
+        comment_url = details.get("comment_url")
+        if not isinstance(comment_url, str) or "#comment_" not in comment_url:
+            out.append(f"details.comment_url is {comment_url!r}")
     if not isinstance(event["private"], bool):
         out.append("private not a bool")
     return out

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -42,17 +42,19 @@ def binary(name: str) -> str:
     )
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 10) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, name: str, seconds: float = 10
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited {proc.returncode}: {log.read_text()[-2000:]}")
+            pytest.fail(f"{name} exited {proc.returncode}: {log.read_text()[-2000:]}")
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.02)
-    pytest.fail(f"{proc.args[0]} did not listen on {port} within {seconds} s")
+    pytest.fail(f"{name} did not listen on {port} within {seconds} s")
 
 
 class Server:
@@ -71,12 +73,12 @@ class Server:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self) -> Server:
+    def start(self) -> Self:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        _wait_port(self.port, self.proc, self.log)
+        _wait_port(self.port, self.proc, self.log, self.argv()[0])
         return self
 
     def stop(self) -> None:

@@ -232,9 +232,9 @@ def test_three_shards_killed_at_random_deliver_every_change_once_to_both_buses(
             assert {m["msg_id"] for m in msgs} == {e["_id"] for e in entries}
 
             # -- ownership: the request logs name only the owning shard -------------------
-            for s in sims:
-                agents = {e.user_agent for e in s.app.log.entries}
-                assert agents == {agent(shard_of(s.id, SHARDS))}, (s.id, agents)
+            for sim in sims:
+                agents = {e.user_agent for e in sim.app.log.entries}
+                assert agents == {agent(shard_of(sim.id, SHARDS))}, (sim.id, agents)
 
             # -- requeue every delivery: nothing more on either bus ----------------------
             for s in shards:

@@ -350,15 +350,16 @@ class Detector:
                 del out[key]
         return out
 
-    def late(self, activities: Iterable[Activity]) -> list[Activity]:
+    def late(
+        self, activities: Iterable[Activity], waiting: dict[Key, list[Observed]]
+    ) -> list[Activity]:
         """Register those of `activities` (read from the feed after this cycle's fetches)
-        that explain a change seen without a word (`match.explains`); return them.
+        that explain a change in `waiting` (`unexplained()`, `match.explains`); return them.
 
         A change made between the cycle's feed read and the fetch that saw it would else
         be a diff-only event (no author), and its activity, read next cycle, would be
         dropped as already reflected. The others stay for the next cycle."""
         registered = {a.key for a in self.activities}
-        waiting = self.unexplained()
         taken = [
             act
             for act in activities

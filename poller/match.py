@@ -323,25 +323,22 @@ def _explain_item(item: _Item, known: bool) -> list[Explained]:
 
 
 def explains(activity: Activity, observed: Sequence[Observed]) -> bool:
-    """Would `activity` explain one of `observed` (changes of its item no activity of the
-    cycle is about)? Used for activities read after the cycle's fetches: one that names
-    a transition must find that change, a mere "edited" one a change Basecamp has no
-    words for, and none may be later than every change seen (that one is about a change
-    the fetches did not see yet, for the next cycle). A disappearance has no time."""
-    prefix = kind_prefix(activity_key(activity)[0])
+    """Would `activity`, read after the cycle's fetches, explain one of `observed` (the
+    changes of its item the cycle saw, see `Detector.unexplained`)? By the rules `match`
+    applies: one naming a transition must find that change, a mere "edited" one a change
+    Basecamp has no words for. None may be later than every change seen (that one is
+    about a change the fetches did not see yet: the next cycle's). A disappearance has
+    no time."""
     seen = [t for t in (parse_ts(o.at) for o in observed) if t is not None]
     when = parse_ts(activity.created_at)
     if seen and (when is None or when > max(seen)):
         return False
+    prefix = kind_prefix(activity_key(activity)[0])
     hint = action_hint(activity.action)
     if hint in _GENERIC:
         return any(_suffix_of(o.kind, prefix) not in _NAMED for o in observed)
     assert hint is not None
-    if hint.startswith("comment_"):
-        anchor = comment_anchor(activity)
-        return any(o.kind == hint and (anchor is None or o.comment_id == anchor) for o in observed)
-    want = f"{prefix}_{'created' if hint == 'restored' else hint}"
-    return any(o.kind == want for o in observed)
+    return bool(_claim_specific(prefix, hint, activity, observed, set(range(len(observed)))))
 
 
 def _diff_only(key: Key, o: Observed) -> Explained:

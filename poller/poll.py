@@ -122,11 +122,11 @@ async def poll_account(
             baseline=baseline,
         )
 
-    feed_cursor: list[str | None] = [None]  # the cursor step 1 committed (None: no feed read)
+    late_since: str | None = None  # the cursor step 1 committed (None: no late reads)
 
     async def commit(cycle: Cycle, write_extra: dict[str, Any]) -> None:
-        if feed_cursor[0] is not None and not baseline:
-            late = await _late(cycle, feed_cursor[0], settings.feed_overlap)
+        if late_since is not None and not baseline:
+            late = await _late(cycle, late_since, settings.feed_overlap)
             write_extra = {
                 **write_extra,
                 "seen_activity": write_extra.get("seen_activity", [])
@@ -170,7 +170,7 @@ async def poll_account(
         if cursor is not None:  # relative to Basecamp's clock, not ours
             extra["prune_activity_before"] = _ts(cursor) - 2 * settings.feed_overlap - 3600
         # a backlog is being caught up: what happened since is for the next slices
-        feed_cursor[0] = None if backlog else cursor
+        late_since = None if backlog else cursor
         await commit(cycle, extra)
 
     # 2. the full re-list, or the rest of one under way: project by project
@@ -237,11 +237,12 @@ async def _late(cycle: Cycle, cursor: str, overlap: float) -> list[Activity]:
     with the cycle's detector and returned, to be marked seen in the same commit. The
     cursor does not move for them: what they do not explain comes again next cycle."""
     detector = cycle.detector
-    if not detector.emit or not detector.unexplained():
+    waiting = detector.unexplained() if detector.emit else {}
+    if not waiting:
         return []
     page = await poll_feed(cycle.client, cursor, overlap=overlap)
     seen = cycle.store.seen_activity(cycle.account_id, [a.key for a in page.all])
-    taken = detector.late(unseen(page.all, seen))
+    taken = detector.late(unseen(page.all, seen), waiting)
     if taken:
         log.debug("late_activities", account=cycle.account_id, taken=len(taken))
     return taken
